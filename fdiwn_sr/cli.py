@@ -1,0 +1,63 @@
+"""The ``fdiwn-sr`` command: parse, call the library, report. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__, checkpoints, load_model
+from .errors import CheckpointError, WeightsError
+from .evaluate import evaluate_folder, format_table
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    digest = checkpoints.convert(args.input, args.output, scale=args.scale)
+    print(f"wrote {args.output} (sha256 {digest})")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    upscaler = load_model(args.scale, args.variant, weights=args.weights, device=args.device)
+    result = evaluate_folder(upscaler, Path(args.hr), Path(args.lr), save_dir=args.save)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fdiwn-sr", description="FDIWN lightweight super-resolution")
+    p.add_argument("--version", action="version", version=f"fdiwn-sr {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert an authors' .pt checkpoint to safetensors")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--scale", type=int, choices=(2, 3, 4), help="expected scale (checked against the file)")
+    c.set_defaults(func=_cmd_convert)
+
+    e = sub.add_parser("evaluate", help="PSNR-Y / SSIM-Y on paired HR/LR folders (paper protocol)")
+    e.add_argument("--hr", required=True, help="folder of high-resolution images")
+    e.add_argument("--lr", required=True, help="folder of low-resolution images, same file names")
+    e.add_argument("--scale", type=int, choices=(2, 3, 4), required=True)
+    e.add_argument("--variant", default="fdiwn")
+    e.add_argument("--weights", help="safetensors or authors' .pt (default: pretrained)")
+    e.add_argument("--device")
+    e.add_argument("--save", help="folder to write the 8-bit super-resolved images to")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CheckpointError, WeightsError, FileNotFoundError, ValueError, TypeError) as e:
+        print(f"fdiwn-sr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
