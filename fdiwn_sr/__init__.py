@@ -10,6 +10,7 @@ from . import checkpoints
 from .errors import CheckpointError, IntegrityError, WeightsError
 from .network import FDIWN, check_config
 from .upscaler import Upscaler
+from .weights import resolve_weights
 
 __version__ = "0.1.0"
 
@@ -30,13 +31,18 @@ def load_model(
     *,
     weights: str | os.PathLike[str] | None = None,
     device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    backend: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    offline: bool | None = None,
 ) -> Upscaler:
-    """The one door to a ready network: weights validated, folded, on ``device``.
+    """The one door to a ready network: weights found, validated, folded, on ``device``.
 
-    ``weights`` is our safetensors or the authors' ``.pt``; scale and variant
-    are read from it and must agree with the request.
+    ``weights`` is our safetensors or the authors' ``.pt``; without it the
+    pretrained file is resolved (cache, then the Hub). Scale and variant are
+    read from the file and must agree with the request.
     """
     check_config(scale, variant)
-    if weights is None:
-        raise WeightsError("pretrained download is not available yet: pass weights=PATH")
-    return Upscaler(checkpoints.load_network(weights, scale, variant), device)
+    path = resolve_weights(scale, variant, weights=weights, revision=revision, cache_dir=cache_dir, offline=offline)
+    return Upscaler(checkpoints.load_network(path, scale, variant), device, dtype=dtype, backend=backend)

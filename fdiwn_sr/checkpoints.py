@@ -120,7 +120,9 @@ def build(state: Mapping[str, torch.Tensor], scale: int | None = None, variant: 
         )
     for k, v in expected.items():
         if state[k].shape != v.shape:
-            raise CheckpointError(f"checkpoint tensor {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+            raise CheckpointError(
+                f"checkpoint tensor {k!r} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+            )
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model
 
@@ -211,7 +213,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def save_safetensors(
-    model: FDIWN, path: str | os.PathLike[str], *, source_sha256: str | None = None, extra: Mapping[str, str] | None = None
+    model: FDIWN,
+    path: str | os.PathLike[str],
+    *,
+    source_sha256: str | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> str:
     """Save the training form byte-stably with metadata; returns the file's sha256."""
     if model.folded:
