@@ -11,6 +11,8 @@ from pathlib import Path
 from . import __version__, checkpoints, load_model
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
+from .publish import publish
+from .weights import download
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -23,6 +25,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     upscaler = load_model(args.scale, args.variant, weights=args.weights, device=args.device)
     result = evaluate_folder(upscaler, Path(args.hr), Path(args.lr), save_dir=args.save)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    scales = sorted(set(args.scale)) if args.scale else None
+    paths = download(scales, args.variant, revision=args.revision, cache_dir=args.cache_dir, endpoint=args.endpoint)
+    for scale, path in paths.items():
+        print(f"x{scale}: {path}")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    where = publish(
+        args.repo_id,
+        source=args.source,
+        dry_run=args.dry_run,
+        revision=args.revision,
+        endpoint=args.endpoint,
+        variant=args.variant,
+    )
+    print(f"wrote {where}" if args.dry_run else f"published {where}")
     return 0
 
 
@@ -47,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--save", help="folder to write the 8-bit super-resolved images to")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=_cmd_evaluate)
+
+    d = sub.add_parser("download", help="fill the weights cache ahead of time (for offline use)")
+    d.add_argument("--scale", type=int, choices=(2, 3, 4), action="append", help="repeatable; default: all")
+    d.add_argument("--variant", default="fdiwn")
+    d.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    d.add_argument("--cache-dir", help="cache folder (default: FDIWN_SR_HOME or the user cache folder)")
+    d.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    d.set_defaults(func=_cmd_download)
+
+    u = sub.add_parser("publish", help="build the Hub repository of pretrained weights and upload it")
+    u.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub (HF_ENDPOINT, HF_TOKEN apply)")
+    u.add_argument("--source", help="folder with the authors' FDIWNx{2,3,4}.pt (default: download them)")
+    u.add_argument("--dry-run", metavar="DIR", help="write the repository into DIR instead of uploading")
+    u.add_argument("--revision", help="branch to commit to (default: main)")
+    u.add_argument("--variant", default="fdiwn")
+    u.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
+    u.set_defaults(func=_cmd_publish)
     return p
 
 
