@@ -187,7 +187,9 @@ def _stream_once(url: str, dest: Path, expected_size: int) -> str:
                     h.update(chunk)
                     bar.update(len(chunk))
                 received = f.tell()
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+    except requests.exceptions.ChunkedEncodingError as e:
+        raise _Retryable(f"transfer cut short ({e})") from e
+    except (requests.ConnectionError, requests.Timeout) as e:
         raise _Retryable(f"{type(e).__name__}: {e}") from e
     if received != total:
         raise _Retryable(f"transfer cut short: {received} of {total} bytes")
@@ -209,7 +211,7 @@ def download_url(url: str, dest: Path, sha256: str, size: int) -> Path:
                 if attempt == ATTEMPTS - 1:
                     raise WeightsError(f"download of {url} failed after {ATTEMPTS} attempts: {e}") from e
                 delay = _retry_base_delay() * 2**attempt
-                logger.warning("download of %s failed (%s); retrying in %.1f s", url, e, delay)
+                logger.warning("download of %s failed (%s); retrying in %.2g s", url, e, delay)
                 time.sleep(delay)
         if got != sha256:
             raise _mismatch(url, sha256, got)
