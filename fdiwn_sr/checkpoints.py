@@ -196,12 +196,22 @@ def _canonical_safetensors(blob: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + blob[8 + n :]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write via a temp file in the same folder and rename: never a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a cache is meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from huggingface_hub.errors import HfHubHTTPError
+
 from . import __version__, checkpoints, load_model
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CheckpointError, WeightsError, FileNotFoundError, ValueError, TypeError) as e:
+    except (CheckpointError, WeightsError, FileNotFoundError, ValueError, TypeError, HfHubHTTPError) as e:
         print(f"fdiwn-sr {args.command}: error: {e}", file=sys.stderr)
         return 2
 
