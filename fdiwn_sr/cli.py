@@ -14,6 +14,9 @@ from . import __version__, checkpoints, load_model
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
 from .publish import publish
+from .training import resolve_config, train
+from .training.config import add_arguments as add_training_arguments
+from .training.config import overrides_from_namespace
 from .weights import download
 
 
@@ -48,6 +51,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         variant=args.variant,
     )
     print(f"wrote {where}" if args.dry_run else f"published {where}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = resolve_config(args.config, **overrides_from_namespace(args))
+    result = train(config, resume=args.resume)
+    best = f", best validation PSNR-Y {result.best_psnr_y:.3f} dB" if result.best_psnr_y is not None else ""
+    print(f"step {result.step}: weights {result.weights}{best}")
     return 0
 
 
@@ -89,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--variant", default="fdiwn")
     u.add_argument("--endpoint", help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     u.set_defaults(func=_cmd_publish)
+
+    t = sub.add_parser("train", help="train or fine-tune FDIWN (also under torchrun --nproc_per_node N)")
+    t.add_argument("--config", help="TOML file of options (the names below, with underscores); flags override it")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue the run folder's checkpoint if there is one, or the CHECKPOINT given",
+    )
+    add_training_arguments(t)
+    t.set_defaults(func=_cmd_train)
     return p
 
 
