@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from fdiwn_sr import load_model
 from fdiwn_sr.checkpoints import read_checkpoint
@@ -157,6 +158,17 @@ def test_paired_folders_accept_div2k_names_and_check_sizes(reference_dir, tmp_pa
         assert len(PatchDataset(hr_dir, scale=4, patch_size=16, lr_dir=lr_dir)) == 1
 
 
+def test_patch_stream_does_not_depend_on_worker_processes(tiny):
+    ds = PatchDataset(tiny / "train", scale=2, patch_size=16, seed=1)
+
+    def batches(workers: int) -> list:
+        loader = DataLoader(ds, batch_size=4, sampler=PatchSampler(len(ds), 4, seed=1), num_workers=workers)
+        return [batch for _, batch in zip(range(3), loader, strict=False)]
+
+    for (lr0, hr0), (lr2, hr2) in zip(batches(0), batches(2), strict=True):
+        assert torch.equal(lr0, lr2) and torch.equal(hr0, hr2)
+
+
 def test_sampler_shards_disjointly_and_resumes_mid_epoch():
     shards = [PatchSampler(10, 3, rank=r, world_size=2, seed=5) for r in (0, 1)]
     first_epoch = [k for shard in shards for _, k in zip(range(12), shard, strict=False) if k[1] == 0]
@@ -201,6 +213,7 @@ def read_toml_text(tmp_path: Path, text: str) -> dict:
 # --- the loop ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_short_cpu_run_lowers_loss_raises_psnr_and_exports(tiny, tmp_path):
     result = train(tiny_config(tiny, tmp_path / "run"))
     log = read_log(result.run_dir)
@@ -222,6 +235,7 @@ def test_short_cpu_run_lowers_loss_raises_psnr_and_exports(tiny, tmp_path):
         train(tiny_config(tiny, tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tiny, tmp_path):
     """Every restored piece is exercised: cosine schedule, EMA, clipping, flips, mid-epoch data position."""
     kw = dict(steps=6, schedule="cosine", ema=0.9, grad_clip=0.5, deterministic=True, val_hr=None, log_every=1)
@@ -260,6 +274,7 @@ def test_cli_train_with_toml_and_flags(tiny, tmp_path, capsys):
     assert "train_hr" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_write_one_checkpoint(tiny, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
@@ -286,6 +301,7 @@ def test_ddp_two_cpu_processes_write_one_checkpoint(tiny, tmp_path):
 # --- fine-tuning ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_finetune_from_authors_x4_starts_at_their_psnr_and_keeps_it(reference_dir, authors_pt, tmp_path):
     expected = json.loads((reference_dir / "expected_metrics.json").read_text())["x4"]
     set5 = reference_dir / "set5" / "x4" / "HR"
@@ -311,14 +327,14 @@ def test_finetune_from_authors_x4_starts_at_their_psnr_and_keeps_it(reference_di
 
 
 def test_fdiwn_m_from_pretrained_fdiwn_groups_with_distillation(tiny, converted, authors_pt, tmp_path, monkeypatch):
-    """``init = "pretrained"`` goes through the weights cache; fdiwn-m takes fdiwn's first two groups."""
+    """``"pretrained"`` goes through the weights cache; fdiwn-m takes fdiwn's first two groups."""
     monkeypatch.setenv("FDIWN_SR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FDIWN_SR_OFFLINE", "1")
     target = cache_path(load_manifest().entry(2, "fdiwn"), tmp_path / "home")
     target.parent.mkdir(parents=True)
     target.write_bytes(converted[2].read_bytes())
     cfg = tiny_config(
-        tiny, tmp_path / "m", init="pretrained", teacher=str(authors_pt(2)), steps=2, lr=1e-5, log_every=1, val_hr=None
+        tiny, tmp_path / "m", init="pretrained", teacher="pretrained", steps=2, lr=1e-5, log_every=1, val_hr=None
     )
     model = initial_model(cfg)
     full = read_checkpoint(converted[2])
@@ -339,6 +355,7 @@ def test_fdiwn_m_from_pretrained_fdiwn_groups_with_distillation(tiny, converted,
         initial_model(tiny_config(tiny, tmp_path, variant="fdiwn", init=str(result.weights)))
 
 
+@pytest.mark.slow
 def test_example_finetune_runs(reference_dir, authors_pt, tiny, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [

@@ -73,7 +73,9 @@ class TrainConfig:
     grad_clip: float = _opt(0.0, "clip the gradient norm to this (0: off)")
     amp: bool = _opt(True, "mixed precision (float16) on CUDA; ignored on CPU")
     ema: float = _opt(0.0, "decay of an exponential moving average of the weights, e.g. 0.999 (0: off)")
-    teacher: str | None = _opt(None, "weights of a teacher network for a distillation loss", path=True)
+    teacher: str | None = _opt(
+        None, "teacher weights for a distillation loss: 'pretrained' or a file", path=True, keywords=(PRETRAINED,)
+    )
     distill_weight: float = _opt(1.0, "weight of the L1 distance to the teacher's output")
     # run
     out_dir: str = _opt("runs/fdiwn", "run folder: config, log, checkpoints, exported weights", path=True)
@@ -110,7 +112,7 @@ class TrainConfig:
 
     def to_toml(self) -> str:
         """TOML text of the set fields (TOML has no null: unset options are left out)."""
-        lines = [f"{k} = {json.dumps(v)}" for k, v in asdict(self).items() if v is not None]
+        lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in asdict(self).items() if v is not None]
         return "\n".join(lines) + "\n"
 
 

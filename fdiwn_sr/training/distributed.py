@@ -48,15 +48,17 @@ def setup(device: str | None = None) -> DistContext:
     world = dist.get_world_size() if dist.is_initialized() else _env_int("WORLD_SIZE", 1)
     rank = dist.get_rank() if dist.is_initialized() else _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
-    if device is None:
+    try:
+        dev = torch.device(device) if device is not None else None
+    except RuntimeError as e:
+        raise ValueError(f"not a torch device: {device!r}") from e
+    if dev is None:
         dev = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    else:
-        dev = torch.device(device)
-        if dev.type == "cuda" and dev.index is None:
-            dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+    elif dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    elif dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
         torch.cuda.set_device(dev)
     owns = False
     if world > 1 and not dist.is_initialized():

@@ -51,6 +51,11 @@ class TrainResult:
     validations: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _weights_path(spec: str, scale: int) -> Path:
+    """``"pretrained"`` is the released fdiwn for the scale (cache, then download); anything else a file."""
+    return resolve_weights(scale, "fdiwn") if spec == PRETRAINED else Path(spec)
+
+
 def initial_model(config: TrainConfig) -> FDIWN:
     """A fresh network, or one started from ``config.init``.
 
@@ -61,8 +66,7 @@ def initial_model(config: TrainConfig) -> FDIWN:
     if config.init is None:
         torch.manual_seed(config.seed)
         return FDIWN(config.scale, config.variant)
-    path = resolve_weights(config.scale, "fdiwn") if config.init == PRETRAINED else Path(config.init)
-    state = checkpoints.read_checkpoint(path)
+    state = checkpoints.read_checkpoint(_weights_path(config.init, config.scale))
     groups = VARIANTS[config.variant].groups
     state = {k: v for k, v in state.items() if not (k.startswith("fswg.") and int(k.split(".")[1]) >= groups)}
     return checkpoints.build(state, config.scale, config.variant)
@@ -177,7 +181,8 @@ class _Run:
         self.ema = EMA(self.model, config.ema) if config.ema > 0 else None
         self.teacher = None
         if config.teacher is not None:
-            self.teacher = checkpoints.load_network(config.teacher, scale=config.scale).fold().to(self.device)
+            teacher = _weights_path(config.teacher, config.scale)
+            self.teacher = checkpoints.load_network(teacher, scale=config.scale).fold().to(self.device)
         if resume_from:
             self._restore(read_training_checkpoint(resume_from))
         self.ddp = (
