@@ -21,7 +21,15 @@ from fdiwn_sr.checkpoints import read_checkpoint
 from fdiwn_sr.cli import main as cli_main
 from fdiwn_sr.errors import CheckpointError
 from fdiwn_sr.manifest import load_manifest
-from fdiwn_sr.training import PatchDataset, PatchSampler, imresize, initial_model, resolve_config, train
+from fdiwn_sr.training import (
+    PatchDataset,
+    PatchSampler,
+    imresize,
+    initial_model,
+    load_validation,
+    resolve_config,
+    train,
+)
 from fdiwn_sr.training.config import TrainConfig, read_toml
 from fdiwn_sr.training.trainer import read_training_checkpoint
 from fdiwn_sr.weights import cache_path
@@ -140,6 +148,11 @@ def test_unreadable_and_small_images_are_reported_and_skipped(reference_dir, tmp
         PatchDataset(folder, scale=4, patch_size=48)
     with pytest.raises(FileNotFoundError):
         PatchDataset(tmp_path / "missing", scale=2)
+    with pytest.warns(UserWarning) as caught:
+        val = load_validation(folder, 2)
+    assert sorted(v.name for v in val) == ["good", "small"]
+    messages = " ".join(str(w.message) for w in caught)
+    assert "garbage.png" in messages and "truncated.png" in messages
 
 
 def test_paired_folders_accept_div2k_names_and_check_sizes(reference_dir, tmp_path):
@@ -272,6 +285,9 @@ def test_cli_train_with_toml_and_flags(tiny, tmp_path, capsys):
     assert read_training_checkpoint(tmp_path / "out" / "checkpoints" / "last.pt")["step"] == 3
     assert cli_main(["train", "--steps", "2"]) == 2
     assert "train_hr" in capsys.readouterr().err
+    weights = str(tmp_path / "out" / "model.safetensors")
+    assert cli_main(["train", "--config", str(toml), "--resume", weights]) == 2
+    assert "training checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.slow
