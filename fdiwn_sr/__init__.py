@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 import torch
 
 from . import checkpoints
 from .errors import CheckpointError, IntegrityError, WeightsError
+from .images import ImageLike
 from .network import FDIWN, check_config
 from .upscaler import Upscaler
 from .weights import resolve_weights
@@ -22,6 +25,7 @@ __all__ = [
     "WeightsError",
     "__version__",
     "load_model",
+    "upscale",
 ]
 
 
@@ -46,3 +50,21 @@ def load_model(
     check_config(scale, variant)
     path = resolve_weights(scale, variant, weights=weights, revision=revision, cache_dir=cache_dir, offline=offline)
     return Upscaler(checkpoints.load_network(path, scale, variant), device, dtype=dtype, backend=backend)
+
+
+_UPSCALE_OPTIONS = ("tile", "tile_overlap", "batch_size", "progress")
+
+
+def upscale(image: ImageLike | list[ImageLike], scale: int = 4, variant: str = "fdiwn", **kw: Any) -> Any:
+    """Upscale with a model loaded once per (scale, variant, options) and kept for later calls.
+
+    ``kw`` takes :meth:`Upscaler.upscale`'s options (tile, tile_overlap,
+    batch_size, progress) and :func:`load_model`'s (weights, device, dtype, ...).
+    """
+    options = {k: kw.pop(k) for k in _UPSCALE_OPTIONS if k in kw}
+    return _cached_model(scale, variant, **kw).upscale(image, **options)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(scale: int, variant: str, **kw: Any) -> Upscaler:
+    return load_model(scale, variant, **kw)

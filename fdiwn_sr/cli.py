@@ -8,15 +8,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from huggingface_hub.errors import HfHubHTTPError
+from tqdm import tqdm
 
-from . import __version__, checkpoints, load_model
+from . import __version__, checkpoints, images, load_model
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
 from .publish import publish
 from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
+from .upscaler import default_device
 from .weights import download
 
 
@@ -31,6 +34,47 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_folder(upscaler, Path(args.hr), Path(args.lr), save_dir=args.save)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     return 0
+
+
+def _cmd_upscale(args: argparse.Namespace) -> int:
+    device = torch.device(args.device) if args.device else default_device()
+    if args.half and device.type == "cpu":
+        raise ValueError("--half needs a CUDA or MPS device; on the CPU leave it off")
+    out = Path(args.output)
+    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
+    jobs, unmatched = images.find_images(args.inputs, exclude=None if to_file else out)
+    if to_file and len(jobs) + len(unmatched) != 1:
+        raise ValueError(f"-o {out} names one file but {len(jobs) + len(unmatched)} inputs were given; name a folder")
+    upscaler = load_model(
+        args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
+    )
+    suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
+    problems = [f"{item}: no such file, or no images in that folder or glob" for item in unmatched]
+    for problem in problems:
+        tqdm.write(f"error: {problem}", file=sys.stderr)
+    targets: set[Path] = set()
+    written = 0
+    for src, rel in tqdm(jobs, desc="images", unit="image", disable=len(jobs) < 2):
+        ext = args.format or (src.suffix.lower()[1:] if src.suffix.lower()[1:] in images.OUTPUT_FORMATS else "png")
+        dst = out if to_file else out / rel.with_name(f"{rel.stem}{suffix}.{ext}")
+        try:
+            if dst in targets:
+                raise ValueError(f"another input is also written to {dst}")
+            targets.add(dst)
+            if dst.exists() and not args.overwrite:
+                raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
+            result = upscaler.upscale(
+                images.open_image(src), tile=args.tile, tile_overlap=args.tile_overlap, progress=True
+            )
+            images.save_image(result, dst, args.format)
+            written += 1
+        except (ValueError, OSError) as e:
+            problems.append(f"{src}: {e}")
+            tqdm.write(f"error: {problems[-1]}", file=sys.stderr)
+    print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}")
+    if problems:
+        print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -83,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--save", help="folder to write the 8-bit super-resolved images to")
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=_cmd_evaluate)
+
+    up = sub.add_parser("upscale", help="upscale image files, folders (recursively) and globs")
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    up.add_argument("-o", "--output", required=True, help="output folder, or a file name for a single input")
+    up.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
+    up.add_argument("--variant", default="fdiwn")
+    up.add_argument("--weights", help="safetensors or authors' .pt (default: pretrained)")
+    up.add_argument("--tile", type=int, help="low-resolution tile size; 0 = whole image (default: from free memory)")
+    up.add_argument("--tile-overlap", type=int, help="pixels neighbouring tiles share (default: 16)")
+    up.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the fastest present)")
+    up.add_argument("--half", action="store_true", help="float16 on a GPU (global statistics stay float32)")
+    up.add_argument("--format", choices=("png", "jpg", "webp"), help="default: the input's if png/jpg/webp, else png")
+    up.add_argument("--suffix", help="appended to output file names (default: _x{scale})")
+    up.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    up.set_defaults(func=_cmd_upscale)
 
     d = sub.add_parser("download", help="fill the weights cache ahead of time (for offline use)")
     d.add_argument("--scale", type=int, choices=(2, 3, 4), action="append", help="repeatable; default: all")

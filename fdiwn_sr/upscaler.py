@@ -1,13 +1,38 @@
-"""Upscaler: adapt input -> run the network (inference form) -> adapt output."""
+"""Upscaler: adapt input -> plan tiles -> run the network (inference form) -> adapt output."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
 
+from . import images, tiling
 from .backends import make_runner
+from .images import ImageLike
 from .network import FDIWN
+from .network.blocks import CoefficientUnit, ShuffleAttention
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def default_device() -> torch.device:
+    """The fastest device present: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _statistics_in_float32(model: FDIWN) -> None:
+    """Under fp16/bf16 autocast, feed the global mean/std and group-norm sites float32 inputs.
+
+    Their squared deviations are what overflows or loses precision in half
+    precision; every convolution around them still runs in the low precision.
+    """
+    for m in model.modules():
+        if isinstance(m, (CoefficientUnit, ShuffleAttention)) and not getattr(m, "_fp32_statistics", False):
+            m.register_forward_pre_hook(lambda _m, args: (args[0].float(), *args[1:]))
+            m._fp32_statistics = True
 
 
 class Upscaler:
@@ -24,27 +49,86 @@ class Upscaler:
         dtype: torch.dtype | None = None,
         backend: str | None = None,
     ) -> None:
-        self.device = torch.device(device or "cpu")
+        self.device = torch.device(device) if device is not None else default_device()
+        if dtype not in (None, torch.float32, *LOW_PRECISION):
+            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
+        self.dtype: torch.dtype = dtype or torch.float32
         self.scale: int = model.scale
         self.variant: str = model.variant
         self._runner = make_runner(model, self.device, dtype, backend)
         self.backend: str = self._runner.name
         self.model = model
+        if self.dtype in LOW_PRECISION:
+            _statistics_in_float32(model)
 
     def __repr__(self) -> str:
         return (
             f"Upscaler(scale={self.scale}, variant={self.variant!r}, device={str(self.device)!r}, "
-            f"backend={self.backend!r})"
+            f"dtype={str(self.dtype).removeprefix('torch.')}, backend={self.backend!r})"
         )
 
     def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network on a (B, 3, H, W) float tensor in 0..255; returns 0..255 unclamped."""
+        """Run the network on a (B, 3, H, W) float tensor in 0..255; returns float32 0..255 unclamped."""
+        if self.dtype in LOW_PRECISION:
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                return self._runner(x).float()
         return self._runner(x)
 
-    def upscale(self, image: Image.Image) -> Image.Image:
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"expected a PIL image, got {type(image).__name__}")
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-        y = self.forward_tensor(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        return Image.fromarray(y, "RGB")
+    def upscale(
+        self,
+        image: ImageLike | list[ImageLike],
+        *,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> ImageLike | list[ImageLike]:
+        """Upscale an image, or a list of them, and give each back in the form it came in.
+
+        Accepts PIL images (any common mode; EXIF orientation applied), numpy
+        arrays (H x W or H x W x C; uint8, uint16, float in [0, 1]), torch
+        tensors (C x H x W or B x C x H x W, float in [0, 1], any device) and
+        file paths (returned as PIL images). Same-size images in a list run
+        as one batch. ``tile``: None picks a size from free memory, 0 runs the
+        whole image at once, N uses N x N low-resolution tiles overlapping by
+        ``tile_overlap`` pixels (default 16). ``batch_size`` caps the images
+        or tiles per network call; ``progress`` shows a bar over the tiles.
+        """
+        options = {"tile": tile, "overlap": tile_overlap, "batch_size": batch_size, "progress": progress}
+        tiling.check_options(tile, tile_overlap, batch_size)
+        if not isinstance(image, (list, tuple)):
+            x, spec = images.to_tensor(image)
+            return images.from_tensor(self._upscale_tensor(x, **options), spec)
+        if not image:
+            raise ValueError("the list of images is empty")
+        prepared = [images.to_tensor(im) for im in image]
+        results: list[torch.Tensor | None] = [None] * len(prepared)
+        groups: dict[tuple, list[int]] = {}
+        for k, (x, spec) in enumerate(prepared):
+            groups.setdefault((tuple(x.shape[1:]), x.device, spec.channels), []).append(k)
+        for members in groups.values():
+            y = self._upscale_tensor(torch.cat([prepared[k][0] for k in members]), **options)
+            for k, part in zip(members, y.split([prepared[k][0].shape[0] for k in members]), strict=True):
+                results[k] = part
+        return [images.from_tensor(y, spec) for y, (_, spec) in zip(results, prepared, strict=True)]
+
+    def _upscale_tensor(self, x: torch.Tensor, **options) -> torch.Tensor:
+        """(B, C, H, W) in [0, 1] -> (B, C, sH, sW): colour through the network, alpha resized bicubically.
+
+        Gray goes through as RGB and comes back as the mean of the three
+        channels; alpha is a mask, not a picture the network was trained on,
+        so it is resized with bicubic interpolation (clamped to [0, 1]).
+        """
+        c = x.shape[1]
+        colour = x[:, :3] if c >= 3 else x[:, :1].expand(-1, 3, -1, -1)
+        y = tiling.upscale_tiled(self._forward_unit, colour, self.scale, self.device, **options)
+        if c < 3:
+            y = y.mean(1, keepdim=True)
+        if c in (2, 4):
+            alpha = F.interpolate(x[:, c - 1 :], scale_factor=self.scale, mode="bicubic", align_corners=False)
+            y = torch.cat([y, alpha.clamp_(0.0, 1.0)], 1)
+        return y
+
+    def _forward_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """forward_tensor on the [0, 1] range the image plumbing uses."""
+        return self.forward_tensor(x.to(self.device) * 255.0) / 255.0
