@@ -1,15 +1,29 @@
 """Inference backends: callables that map a (B, 3, H, W) float32 0..255 tensor to its upscaled output.
 
 A runner holds no per-call state, so one can be shared by several threads.
+
+- ``torch``: eager PyTorch on the folded network; any device and dtype.
+- ``torch-fused``: the fused inference form (:mod:`fdiwn_sr.network.inference`),
+  oneDNN kernels with fused activations on channels-last tensors; CPU, float32.
+- ``onnxruntime``: the fused form exported to ONNX and run by ONNX Runtime on
+  the CPU (optional extra ``fdiwn-sr[onnx]``); exporting takes seconds at start.
+
+All three compute the same function to float rounding (``tests/test_backends.py``).
+The default on CPU in float32 is ``torch-fused``, the fastest (``docs/performance.md``);
+elsewhere ``torch``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
 import torch
 
 from .network import FDIWN
+from .network.inference import ONEDNN, FusedFDIWN
+
+BACKENDS = ("torch", "torch-fused", "onnxruntime")
 
 
 class Runner(Protocol):
@@ -19,23 +33,82 @@ class Runner(Protocol):
 
 
 class TorchRunner:
-    """Eager PyTorch on the folded network."""
+    """Eager PyTorch on the folded network (folded in place: autocast hooks stay on the caller's modules)."""
 
     name = "torch"
 
-    def __init__(self, model: FDIWN, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: FDIWN, device: torch.device) -> None:
         self.model = model.fold().to(device)
-        self.device, self.dtype = device, dtype
+        self.device = device
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.to(self.device, torch.float32))
 
 
+class FusedRunner:
+    """The fused inference form in eager PyTorch, oneDNN on the CPU."""
+
+    name = "torch-fused"
+
+    def __init__(self, model: FDIWN) -> None:
+        self.model = FusedFDIWN(model).eval()
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to("cpu", torch.float32))
+
+
+class OnnxRuntimeRunner:
+    """The fused form exported to ONNX, run by ONNX Runtime's CPU provider with all graph optimisations."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: FDIWN, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        from .onnx_export import INPUT, onnx_bytes
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.input = INPUT
+        self.session = ort.InferenceSession(onnx_bytes(model), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        lr = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input: lr})[0])
+
+
+def available(device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> list[str]:
+    """Backends that can run on ``device`` with ``dtype`` here, fastest first."""
+    device = torch.device(device)
+    if device.type != "cpu" or dtype not in (None, torch.float32):
+        return ["torch"]
+    names = ["torch-fused"] if ONEDNN else []
+    if importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None:
+        names.append("onnxruntime")
+    return [*names, "torch"]
+
+
 def make_runner(
     model: FDIWN, device: torch.device, dtype: torch.dtype | None = None, backend: str | None = None
 ) -> Runner:
     """The requested backend, or the fastest exact one available when ``backend`` is None."""
-    if backend not in (None, "torch"):
-        raise ValueError(f"unknown backend {backend!r}; available: ['torch']")
-    return TorchRunner(model, device, dtype or torch.float32)
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+    device = torch.device(device)
+    usable = available(device, dtype)
+    name = backend or usable[0]
+    if name not in usable:
+        raise ValueError(
+            f"backend {name!r} cannot run on {device} with dtype {dtype or torch.float32}"
+            f" here; usable: {usable}"
+            + (" (onnxruntime needs: pip install 'fdiwn-sr[onnx]')" if name == "onnxruntime" else "")
+        )
+    if name == "torch-fused":
+        return FusedRunner(model)
+    if name == "onnxruntime":
+        return OnnxRuntimeRunner(model)
+    return TorchRunner(model, device)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from . import __version__, checkpoints, images, load_model
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
+from .onnx_export import DEFAULT_OPSET, export_onnx
 from .publish import publish
 from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
@@ -106,6 +107,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    model = load_model(args.scale, args.variant, weights=args.weights, device="cpu", backend="torch").model
+    try:
+        path = export_onnx(model, args.output, opset=args.opset)
+    except ImportError as e:
+        print(f"fdiwn-sr export-onnx: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): x{args.scale}, input 'lr' (B, 3, H, W) 0..255")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fdiwn-sr", description="FDIWN lightweight super-resolution")
     p.add_argument("--version", action="version", version=f"fdiwn-sr {__version__}")
@@ -172,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_training_arguments(t)
     t.set_defaults(func=_cmd_train)
+
+    x = sub.add_parser("export-onnx", help="write the network as ONNX (weights folded, any batch/height/width)")
+    x.add_argument("output", help="the .onnx file to write")
+    x.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
+    x.add_argument("--variant", default="fdiwn")
+    x.add_argument("--weights", help="safetensors or authors' .pt (default: pretrained)")
+    x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13..20 (default: {DEFAULT_OPSET})")
+    x.set_defaults(func=_cmd_export_onnx)
     return p
 
 

@@ -21,6 +21,8 @@ ops, which is also what an ONNX export records.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,28 +73,43 @@ class Conv(nn.Module):
         self.pointwise = weight.shape[-1] == 1 and groups == 1
 
     @classmethod
-    def of(cls, conv: nn.Conv2d, *, act: str = "none", out_order: Tensor | None = None, scale: float = 1.0) -> Conv:
-        """From a plain ``nn.Conv2d``, optionally with output channels reordered and scaled."""
+    def of(
+        cls,
+        conv: nn.Conv2d,
+        *,
+        act: str = "none",
+        out_order: Tensor | None = None,
+        scale: float = 1.0,
+        out_channels: int = 0,
+        in_channels: int = 0,
+    ) -> Conv:
+        """From a plain ``nn.Conv2d``: output channels reordered, scaled, or zero-padded to a width.
+
+        Zero padding computes the same function, wider: oneDNN works in blocks
+        of 8 channels, and a width of 60 or 108 runs far slower than 64 or 112.
+        """
         w, b = conv.weight, conv.bias
         if out_order is not None:
             w, b = w[out_order], None if b is None else b[out_order]
         if scale != 1.0:
             w, b = w * scale, None if b is None else b * scale
+        extra_out, extra_in = max(out_channels - w.shape[0], 0), max(in_channels - w.shape[1], 0)
+        w = F.pad(w, (0, 0, 0, 0, 0, extra_in, 0, extra_out))
+        b = None if b is None else F.pad(b, (0, extra_out))
         return cls(w, b, groups=conv.groups, act=act)
 
-    def _onednn(self, x: Tensor) -> Tensor:
-        attr, scalars = ("leaky_relu", [_SLOPE]) if self.act == "leaky" else (self.act, [])
-        if self.pointwise:  # a 1x1 convolution is a matrix product over the channels-last pixels
-            y = torch.ops.mkldnn._linear_pointwise(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias, attr, scalars, "")
-            return y.permute(0, 3, 1, 2)
-        return torch.ops.mkldnn._convolution_pointwise(
-            x.contiguous(memory_format=_CHANNELS_LAST),
-            self.weight, self.bias, self.padding, [1, 1], [1, 1], self.groups, attr, scalars, "",
-        )
+    def _geometry(self) -> tuple:
+        return self.weight, self.bias, self.padding, [1, 1], [1, 1], self.groups
 
     def forward(self, x: Tensor) -> Tensor:
         if use_onednn(x):
-            return self._onednn(x)
+            attr, scalars = ("leaky_relu", [_SLOPE]) if self.act == "leaky" else (self.act, [])
+            if self.pointwise:  # a 1x1 convolution is a matrix product over the channels-last pixels
+                y = torch.ops.mkldnn._linear_pointwise(
+                    x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias, attr, scalars, ""
+                )
+                return y.permute(0, 3, 1, 2)
+            return torch.ops.mkldnn._convolution_pointwise(_cl(x), *self._geometry(), attr, scalars, "")
         y = F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups)
         if self.act == "relu":
             return F.relu(y)
@@ -106,7 +123,7 @@ class Conv(nn.Module):
         """``conv(x) + other`` (activation must be "none")."""
         if use_onednn(x):
             return torch.ops.mkldnn._convolution_pointwise.binary(
-                x.contiguous(memory_format=_CHANNELS_LAST), other, self.weight, self.bias, self.padding, [1, 1], [1, 1], self.groups, "add", None, None, [], ""
+                _cl(x), other, *self._geometry(), "add", None, None, [], ""
             )
         return self(x) + other
 
@@ -114,27 +131,13 @@ class Conv(nn.Module):
         """``out += conv(x)`` in place (activation must be "none")."""
         if use_onednn(x) and out.is_contiguous(memory_format=_CHANNELS_LAST):
             return torch.ops.mkldnn._convolution_pointwise_.binary(
-                out, x.contiguous(memory_format=_CHANNELS_LAST), self.weight, self.bias, self.padding, [1, 1], [1, 1], self.groups, "add", None, None, [], ""
+                out, _cl(x), *self._geometry(), "add", None, None, [], ""
             )
         return out.add_(self(x))
 
 
-def padded(conv: nn.Conv2d, *, out_channels: int = 0, in_channels: int = 0) -> nn.Conv2d:
-    """``conv`` with zero output channels and zero input weights appended: the same function, wider.
-
-    oneDNN's kernels work in blocks of 8 channels; a width of 60 or 108 runs at
-    about half the speed of 64 or 112.
-    """
-    w, b = conv.weight, conv.bias
-    w = F.pad(w, (0, 0, 0, 0, 0, max(in_channels - w.shape[1], 0), 0, max(out_channels - w.shape[0], 0)))
-    if b is not None:
-        b = F.pad(b, (0, max(out_channels - b.shape[0], 0)))
-    out = nn.Conv2d(w.shape[1], w.shape[0], w.shape[-1], padding=w.shape[-1] // 2, bias=b is not None)
-    with torch.no_grad():
-        out.weight.copy_(w)
-        if b is not None:
-            out.bias.copy_(b)
-    return out
+def _cl(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=_CHANNELS_LAST)
 
 
 def round8(n: int) -> int:
@@ -188,7 +191,9 @@ class Gate(nn.Module):
         n, c, h, w = z.shape
         out = torch.empty_like(z, memory_format=_CHANNELS_LAST)
         grouped = (n, groups, c // groups, h, w)
-        torch.mul(t.view(grouped).transpose(1, 2), z.view(grouped).transpose(1, 2), out=out.view(n, c // groups, groups, h, w))
+        torch.mul(
+            t.view(grouped).transpose(1, 2), z.view(grouped).transpose(1, 2), out=out.view(n, c // groups, groups, h, w)
+        )
         return out
 
 
@@ -201,8 +206,8 @@ class Wide(nn.Module):
         rs, xs = float(unit.res_scale), float(unit.x_scale)
         order = shuffle_source(body3.out_channels, 2)
         wide = round8(body0.out_channels)
-        self.expand = Conv.of(padded(body0, out_channels=wide), act="relu")
-        self.reduce = Conv.of(padded(body2, in_channels=wide))
+        self.expand = Conv.of(body0, act="relu", out_channels=wide)
+        self.reduce = Conv.of(body2, in_channels=wide)
         self.spread = Conv.of(body3, out_order=order, scale=rs if rs else 1.0)
         self.gate = Gate(unit.sa, body3.out_channels, order, scale=rs)
         self.zero_body = rs == 0.0
@@ -327,12 +332,15 @@ def _fold_output_conv(up: nn.Conv2d, mix: Tensor, scale: int) -> tuple[Tensor, T
 
 
 class FusedFDIWN(nn.Module):
-    """The fused inference form of a folded FDIWN: same inputs and outputs, fewer passes."""
+    """The fused inference form of an FDIWN: same inputs and outputs, fewer passes.
+
+    Copies the weights; an unfolded ``model`` is folded on a copy, never in place.
+    """
 
     def __init__(self, model: FDIWN) -> None:
         super().__init__()
         if not model.folded:
-            raise ValueError("FusedFDIWN needs a folded FDIWN (call model.fold() first)")
+            model = copy.deepcopy(model).fold()
         self.scale, self.variant, self.order = model.scale, model.variant, model.order
         self.sub_mean = Conv.of(model.sub_mean)
         self.head = Conv.of(model.head)

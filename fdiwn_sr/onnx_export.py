@@ -1,0 +1,80 @@
+"""ONNX export of the fused inference form: weights folded, dynamic batch, height and width.
+
+The graph takes ``lr``, a (B, 3, H, W) float32 tensor in 0..255, and gives ``sr``,
+(B, 3, sH, sW) in the same range, unclamped: the same contract as
+:meth:`fdiwn_sr.Upscaler.forward_tensor`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from .checkpoints import atomic_write_bytes
+from .network import FDIWN
+from .network.inference import FusedFDIWN
+
+INPUT, OUTPUT = "lr", "sr"
+DEFAULT_OPSET = 17
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("ONNX export needs the optional 'onnx' extra: pip install 'fdiwn-sr[onnx]'") from e
+    return onnx
+
+
+def onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
+    """The serialised ONNX model of ``model``'s fused inference form (``model`` is not modified)."""
+    if not isinstance(model, FDIWN):
+        raise TypeError(f"expected an FDIWN, got {type(model).__name__}")
+    if not 13 <= opset <= 20:
+        raise ValueError(f"opset must be between 13 and 20, got {opset}")
+    onnx = _onnx()
+    from . import __version__
+
+    fused = FusedFDIWN(model).cpu().float().eval()
+    example = torch.rand(1, 3, 24, 20) * 255
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter is the one that needs no extra packages; it warns about itself.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            fused,
+            (example,),
+            buf,
+            dynamo=False,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={
+                INPUT: {0: "batch", 2: "height", 3: "width"},
+                OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"},
+            },
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    proto.producer_name, proto.producer_version = "fdiwn-sr", __version__
+    proto.doc_string = (
+        f"FDIWN x{model.scale} ({model.variant}), fused inference form. "
+        f"{INPUT}: (B, 3, H, W) float32 RGB in 0..255; {OUTPUT}: (B, 3, {model.scale}H, {model.scale}W), unclamped."
+    )
+    for key, value in {"scale": str(model.scale), "variant": model.variant, "value_range": "0..255"}.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def export_onnx(model: FDIWN, path: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> Path:
+    """Write ``model`` as an ONNX file at ``path`` (atomically: never a partial file); returns the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a file name such as fdiwn_x{model.scale}.onnx")
+    atomic_write_bytes(path, onnx_bytes(model, opset=opset))
+    return path
