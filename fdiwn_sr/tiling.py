@@ -184,8 +184,8 @@ def _allocate(b: int, height: int, width: int, device: torch.device) -> torch.Te
     free = device_memory_available(device)
     if free is not None and needed > free:
         raise ValueError(
-            f"the upscaled result ({b} x 3 x {height} x {width}) needs {needed / 2**30:.1f} GiB, more than the "
-            f"{free / 2**30:.1f} GiB available on {device}; upscale a smaller image or region"
+            f"the upscaled result ({b} x 3 x {height} x {width}) needs {needed / 2**20:,.0f} MiB, more than the "
+            f"{free / 2**20:,.0f} MiB available on {device}; upscale a smaller image or region"
         )
     try:
         return torch.zeros(b, 3, height, width, device=device)

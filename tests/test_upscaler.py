@@ -1,0 +1,191 @@
+"""Upscaler.upscale with the authors' x4 weights: every input kind back in its own form, alpha, gray,
+16 bits, batching, threads, devices and precision, the cached top-level upscale(), bad input."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from image_samples import RGB8, pil_inputs
+from PIL import Image
+
+import fdiwn_sr
+from fdiwn_sr import load_model, tiling, upscaler
+from fdiwn_sr.network.blocks import CoefficientUnit, ShuffleAttention
+
+
+@pytest.fixture(scope="module")
+def up(authors_pt):
+    return load_model(4, weights=authors_pt(4), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def lr(reference_dir) -> np.ndarray:
+    return np.asarray(Image.open(reference_dir / "set5" / "x4" / "LR" / "baby.png").convert("RGB"))
+
+
+def network(up, rgb8: np.ndarray) -> np.ndarray:
+    """The network alone on an 8-bit RGB array, rounded to 8 bits: what upscale must reproduce."""
+    x = torch.from_numpy(rgb8.astype(np.float32)).permute(2, 0, 1)[None]
+    return up.forward_tensor(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def test_every_pil_mode_comes_back_in_its_mode_and_size(up):
+    for name, im in pil_inputs().items():
+        out = up.upscale(im)
+        assert isinstance(out, Image.Image) and out.mode == im.mode, name
+        assert out.size == (4 * im.width, 4 * im.height), name
+        if im.mode == "P":
+            assert out.info.get("transparency") == im.info.get("transparency"), name
+
+
+def test_rgb_is_the_network_output(up):
+    assert np.array_equal(np.asarray(up.upscale(Image.fromarray(RGB8))), network(up, RGB8))
+    assert np.array_equal(up.upscale(RGB8), network(up, RGB8))
+
+
+def test_gray_goes_through_as_rgb_and_back_to_one_channel(up):
+    gray = RGB8[..., 1]
+    out = up.upscale(Image.fromarray(gray))
+    assert out.mode == "L"
+    rgb = up.forward_tensor(torch.from_numpy(gray).float().expand(1, 3, -1, -1))
+    assert np.array_equal(np.asarray(out), rgb.mean(1)[0].clamp(0, 255).round().byte().numpy())
+
+
+def test_alpha_gradient_survives_and_leaves_colour_alone(up):
+    w = 32
+    alpha = np.tile(np.linspace(0, 255, w).round().astype(np.uint8), (8, 1))
+    rgba = np.concatenate([np.repeat(RGB8[:8, :1], w, axis=1), alpha[..., None]], axis=2)
+    out = np.asarray(up.upscale(Image.fromarray(rgba)))
+    a = out[..., 3].astype(np.float64)
+    assert (np.diff(a, axis=1) >= 0).all() and a.min() == 0 and a.max() == 255
+    ideal = np.interp((np.arange(4 * w) + 0.5) / 4 - 0.5, np.arange(w), alpha[0].astype(np.float64))
+    assert np.abs(a - ideal).max() <= 1.0  # bicubic is exact on a linear ramp
+    assert np.array_equal(out[..., :3], network(up, rgba[..., :3]))
+
+
+def test_sixteen_bit_ramp_keeps_far_more_than_256_levels(up):
+    y, x = np.mgrid[0:24, 0:32]
+    ramp = ((x * 24 + y) * 65535 / (32 * 24 - 1)).round().astype(np.uint16)
+    for image in (Image.fromarray(ramp), np.repeat(ramp[..., None], 3, axis=2)):
+        out = np.asarray(up.upscale(image))
+        assert out.dtype == np.uint16 and out.shape[:2] == (96, 128)
+        assert np.unique(out).size > 4096
+        assert np.count_nonzero(out % 257) > out.size // 2  # not 8-bit values stretched to 16 bits
+
+
+def test_numpy_and_torch_outputs_mirror_their_inputs(up):
+    for a in (RGB8, RGB8[..., 0], RGB8[..., :1], RGB8.astype(np.uint16) * 257, RGB8 / 255.0, RGB8 / np.float32(255)):
+        out = up.upscale(a)
+        assert out.dtype == a.dtype and out.shape == (36, 52, *a.shape[2:])
+    t = torch.from_numpy(RGB8).permute(2, 0, 1).float() / 255
+    for x in (t, t[None], t.half(), t[None].double().expand(2, -1, -1, -1)):
+        out = up.upscale(x)
+        assert out.dtype == x.dtype and out.shape == (*x.shape[:-2], 36, 52) and out.device == x.device
+    assert float(up.upscale(t).min()) >= 0 and float(up.upscale(t).max()) <= 1
+
+
+def test_paths_and_lists_batch_same_size_images(up, tmp_path, lr):
+    a, b, c = lr[:20, :24], lr[30:50, 40:64], lr[:16, :16]
+    Image.fromarray(b).save(tmp_path / "b.png")
+    out = up.upscale([a, tmp_path / "b.png", torch.tensor(c).permute(2, 0, 1).float() / 255])
+    assert isinstance(out[0], np.ndarray) and isinstance(out[1], Image.Image) and isinstance(out[2], torch.Tensor)
+    alone = [network(up, a), network(up, b)]  # a and b ran as one batch of two
+    for got, want in zip(out[:2], alone, strict=True):
+        assert np.abs(np.asarray(got, dtype=int) - want).max() <= 1
+    with pytest.raises(ValueError, match="list of images is empty"):
+        up.upscale([])
+
+
+def test_four_threads_get_exactly_the_sequential_results(up, lr):
+    crops = [lr[i * 20 : i * 20 + 40, j * 30 : j * 30 + 44].astype(np.float32) / 255 for i in (0, 2) for j in (0, 2)]
+    sequential = [up.upscale(c, tile=32) for c in crops]
+    start = threading.Barrier(4)
+
+    def work(c):
+        start.wait()
+        return [up.upscale(c, tile=32) for _ in range(2)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, crops))
+    for want, got in zip(sequential, results, strict=True):
+        assert all(np.array_equal(g, want) for g in got)
+
+
+def test_device_is_chosen_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert upscaler.default_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert upscaler.default_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert upscaler.default_device() == torch.device("cuda")
+
+
+def test_low_precision_keeps_statistics_in_float32(authors_pt, up):
+    """bf16 autocast on the CPU (no GPU here): the global mean/std and group-norm sites see float32."""
+    half = load_model(4, weights=authors_pt(4), device="cpu", dtype=torch.bfloat16)
+    seen = set()
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args: seen.add(args[0].dtype))
+        for m in half.model.modules()
+        if isinstance(m, (CoefficientUnit, ShuffleAttention))
+    ]
+    x = RGB8.astype(np.float32) / 255
+    low = half.upscale(x)
+    for h in hooks:
+        h.remove()
+    assert seen == {torch.float32}
+    assert "dtype=bfloat16" in repr(half)
+    mse = float(((low.astype(np.float64) - up.upscale(x)) ** 2).mean())
+    assert 10 * np.log10(1 / mse) > 40
+
+
+def test_bad_precision_is_refused(authors_pt):
+    with pytest.raises(ValueError, match="dtype must be"):
+        load_model(4, weights=authors_pt(4), device="cpu", dtype=torch.int8)
+
+
+def test_top_level_upscale_reuses_its_model(authors_pt, up):
+    fdiwn_sr._cached_model.cache_clear()
+    first = fdiwn_sr.upscale(RGB8, weights=authors_pt(4), device="cpu")
+    second = fdiwn_sr.upscale(Image.fromarray(RGB8), 4, weights=authors_pt(4), device="cpu", tile=0)
+    info = fdiwn_sr._cached_model.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert np.array_equal(first, np.asarray(second)) and np.array_equal(first, network(up, RGB8))
+
+
+@pytest.mark.parametrize(
+    ("image", "options", "error", "message"),
+    [
+        ("missing.png", {}, FileNotFoundError, "no such image file"),
+        (np.zeros((0, 4, 3), np.uint8), {}, ValueError, "empty"),
+        (np.zeros((4, 4, 6), np.uint8), {}, ValueError, "C in 1..4"),
+        (np.full((4, 4, 3), np.inf, np.float32), {}, ValueError, "NaN or infinite"),
+        (torch.full((3, 4, 4), 2.0), {}, ValueError, r"must lie in \[0, 1\]"),
+        ({"not": "an image"}, {}, TypeError, "expected a PIL image, numpy array"),
+        (RGB8, {"tile": 4}, ValueError, "tile must be"),
+        (RGB8, {"tile": 32, "tile_overlap": 20}, ValueError, "tile_overlap"),
+        (RGB8, {"batch_size": -2}, ValueError, "batch_size"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(up, image, options, error, message):
+    with pytest.raises(error, match=message):
+        up.upscale(image, **options)
+
+
+def test_a_request_too_large_for_any_tile(up, monkeypatch):
+    monkeypatch.setattr(tiling, "host_memory_available", lambda: 2**12)  # 4 KiB: not even the result fits
+    with pytest.raises(ValueError, match=r"upscaled result \(1 x 3 x 36 x 52\) needs"):
+        up.upscale(RGB8)
+
+    def no_memory(x):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(up, "_forward_unit", no_memory)
+    with pytest.raises(ValueError, match="out of memory on cpu even with 16 x 16 tiles"):
+        up.upscale(RGB8)
