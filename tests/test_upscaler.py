@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +192,27 @@ def test_a_request_too_large_for_any_tile(up, monkeypatch):
     monkeypatch.setattr(up, "_forward_unit", no_memory)
     with pytest.raises(ValueError, match="out of memory on cpu even with 16 x 16 tiles"):
         up.upscale(RGB8)
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(*argv) -> str:
+    return subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, check=True).stdout
+
+
+def test_quickstart_example(authors_pt, tmp_path):
+    out = run_example(EXAMPLES / "quickstart.py", "--weights", authors_pt(4), "--output", tmp_path / "s.png")
+    assert "sample.png (128, 96) ->" in out and "(512, 384)" in out
+    assert "ndarray -> float32 array (384, 512)" in out and "PIL I;16 (512, 384)" in out and "PIL RGBA" in out
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.size == (512, 384)
+
+
+def test_large_image_tiled_example(authors_pt, tmp_path):
+    out = run_example(
+        EXAMPLES / "large_image_tiled.py",
+        *("--weights", authors_pt(2), "--size", 160, "--tile", 96, "--compare", "--output", tmp_path / "l.png"),
+    )
+    assert "160 x 120 on cpu: 4 tile(s) of 96 x 96" in out and "upscaled to 320 x 240" in out
+    assert float(out.split("PSNR ")[1].split()[0]) >= 50

@@ -18,7 +18,7 @@ W, H = 128, 96
 
 
 def make() -> Image.Image:
-    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    y = np.mgrid[0:H, 0:W][0].astype(np.float32)
     sky = np.stack([90 + 80 * y / H, 150 + 60 * y / H, 235 - 30 * y / H], axis=-1)
     im = Image.fromarray(sky.clip(0, 255).astype(np.uint8))
     d = ImageDraw.Draw(im)
