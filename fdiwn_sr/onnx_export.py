@@ -42,7 +42,8 @@ def onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
     fused = FusedFDIWN(model).cpu().float().eval()
     example = torch.rand(1, 3, 24, 20) * 255
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    # oneDNN spends milliseconds setting up each small convolution of the trace; the plain kernels do not.
+    with warnings.catch_warnings(), torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
         # The TorchScript-based exporter is the one that needs no extra packages; it warns about itself.
         warnings.simplefilter("ignore")
         torch.onnx.export(
