@@ -21,8 +21,6 @@ ops, which is also what an ONNX export records.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -367,8 +365,10 @@ class FusedFDIWN(nn.Module):
 
     def __init__(self, model: FDIWN) -> None:
         super().__init__()
-        if not model.folded:
-            model = copy.deepcopy(model).fold()
+        if not model.folded:  # a fresh copy: deepcopy would share weight norm's parametrised classes
+            unfolded, model = model, FDIWN(model.scale, model.variant)
+            model.load_state_dict(unfolded.state_dict())
+            model.fold()
         self.scale, self.variant, self.order = model.scale, model.variant, model.order
         self.sub_mean = Conv.of(model.sub_mean)
         self.head = Conv.of(model.head)

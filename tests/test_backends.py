@@ -1,0 +1,143 @@
+"""Every backend computes the training form's function: golden inputs at x2/x3/x4 and 8-bit Set5 outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from fdiwn_sr import Upscaler
+from fdiwn_sr.backends import BACKENDS, available, make_runner
+from fdiwn_sr.checkpoints import load_network
+from fdiwn_sr.network import FDIWN
+from fdiwn_sr.network.inference import ONEDNN
+
+CPU = torch.device("cpu")
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+FAST = [
+    pytest.param("torch-fused", marks=pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")),
+    pytest.param("onnxruntime", marks=pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")),
+]
+ALL = ["torch", *FAST]
+
+
+@pytest.fixture(scope="module")
+def training(authors_pt):
+    """The training form (weight norm and scalars unfolded) per scale: the reference every backend must match."""
+    cache: dict[int, FDIWN] = {}
+
+    def get(scale: int) -> FDIWN:
+        if scale not in cache:
+            cache[scale] = load_network(authors_pt(scale), scale).eval()
+        return cache[scale]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def runner(authors_pt):
+    """One runner per (backend, scale), built from a fresh network as Upscaler does."""
+    cache = {}
+
+    def get(backend: str, scale: int):
+        if (backend, scale) not in cache:
+            cache[backend, scale] = make_runner(load_network(authors_pt(scale), scale), CPU, None, backend)
+        return cache[backend, scale]
+
+    return get
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("backend", ALL)
+def test_golden_inputs_match_training_form(backend, scale, runner, training, reference_dir: Path):
+    golden = load_file(reference_dir / "golden" / f"official_x{scale}.safetensors")
+    run = runner(backend, scale)
+    assert run.name == backend
+    for key, tolerance in (("input_crop", 1e-3), ("input_noise", 5e-3)):
+        x = golden[key]
+        with torch.inference_mode():
+            expected = training(scale)(x)
+        y = run(x)
+        assert y.shape == (1, 3, scale * x.shape[2], scale * x.shape[3]) and y.dtype == torch.float32
+        assert max_diff(y, expected) <= tolerance, f"{backend} x{scale} {key}"
+
+
+def set5_8bit(fn, lr_dir: Path, names: list[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        x = torch.from_numpy(np.asarray(Image.open(lr_dir / name).convert("RGB"), dtype=np.float32))
+        with torch.inference_mode():
+            y = fn(x.permute(2, 0, 1)[None])
+        out[name] = y[0].clamp(0, 255).round().byte().numpy()
+    return out
+
+
+# The whole of Set5 at x4; the two smallest images at x2 and x3 keep the test quick.
+SET5 = {4: ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"], 3: ["butterfly.png", "woman.png"]}
+SET5[2] = SET5[3]
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_set5_8bit_outputs_match_training_form(backend, runner, training, reference_dir: Path):
+    for scale, names in SET5.items():
+        lr = reference_dir / "set5" / f"x{scale}" / "LR"
+        ours = set5_8bit(runner(backend, scale), lr, names)
+        expected = set5_8bit(training(scale), lr, names)
+        for name in names:
+            diff = np.abs(ours[name].astype(np.int16) - expected[name])
+            assert diff.max() <= 1, f"{backend} x{scale} {name}: {diff.max()} levels off"
+            assert (diff > 0).mean() <= 0.001, f"{backend} x{scale} {name}: {100 * (diff > 0).mean():.3f} % px off"
+
+
+def test_default_is_the_fused_form_on_cpu_float32_and_torch_elsewhere(authors_pt):
+    upscaler = Upscaler(load_network(authors_pt(4), 4), "cpu")
+    assert upscaler.backend == ("torch-fused" if ONEDNN else "torch")
+    assert available("cpu", torch.bfloat16) == ["torch"]
+    assert available("meta") == ["torch"]
+    assert available("cpu")[-1] == "torch" and set(available("cpu")) <= set(BACKENDS)
+
+
+def test_bad_backend_requests_are_clear_value_errors(authors_pt, monkeypatch):
+    model = load_network(authors_pt(4), 4)
+    with pytest.raises(ValueError, match=r"unknown backend 'tensorrt'.*torch-fused"):
+        make_runner(model, CPU, None, "tensorrt")
+    with pytest.raises(ValueError, match=r"'torch-fused' cannot run on cpu with dtype torch\.float16"):
+        make_runner(model, CPU, torch.float16, "torch-fused")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ValueError, match=r"pip install 'fdiwn-sr\[onnx\]'"):
+        make_runner(model, CPU, None, "onnxruntime")
+
+
+@pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")
+def test_fused_runner_batches_threads_and_leaves_the_model_alone(authors_pt, training):
+    model = load_network(authors_pt(4), 4)
+    run = make_runner(model, CPU, None, "torch-fused")
+    assert not model.folded, "building the fused form must not fold the caller's network"
+    x = torch.rand(2, 3, 21, 30, generator=torch.Generator().manual_seed(0)) * 255  # noise: the 5e-3 tolerance
+    with torch.inference_mode():
+        expected = training(4)(x)
+    batch = run(x)
+    assert max_diff(batch, expected) <= 5e-3
+    results: dict[int, torch.Tensor] = {}
+
+    def work(i: int) -> None:
+        results[i] = run(x[i : i + 1])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):  # a batch is per-sample (statistics never mix images), threads share one runner
+        assert max_diff(results[i], batch[i : i + 1]) <= 1e-3
+        assert torch.equal(results[i], run(x[i : i + 1]))
