@@ -42,24 +42,24 @@ def onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
     fused = FusedFDIWN(model).cpu().float().eval()
     example = torch.rand(1, 3, 24, 20) * 255
     buf = io.BytesIO()
-    # oneDNN spends milliseconds setting up each small convolution of the trace; the plain kernels do not.
-    with warnings.catch_warnings(), torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
-        # The TorchScript-based exporter is the one that needs no extra packages; it warns about itself.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            fused,
-            (example,),
-            buf,
-            dynamo=False,
-            input_names=[INPUT],
-            output_names=[OUTPUT],
-            dynamic_axes={
-                INPUT: {0: "batch", 2: "height", 3: "width"},
-                OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"},
-            },
-            opset_version=opset,
-            do_constant_folding=True,
-        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter (no extra packages needed) warns about itself
+        # oneDNN spends milliseconds setting up each small convolution of the trace; the plain kernels do not.
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+            torch.onnx.export(
+                fused,
+                (example,),
+                buf,
+                dynamo=False,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={
+                    INPUT: {0: "batch", 2: "height", 3: "width"},
+                    OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"},
+                },
+                opset_version=opset,
+                do_constant_folding=True,
+            )
     proto = onnx.load_from_string(buf.getvalue())
     proto.producer_name, proto.producer_version = "fdiwn-sr", __version__
     proto.doc_string = (
