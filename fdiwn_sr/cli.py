@@ -12,7 +12,7 @@ import torch
 from huggingface_hub.errors import HfHubHTTPError
 from tqdm import tqdm
 
-from . import __version__, checkpoints, images, load_model
+from . import __version__, checkpoints, images, load_model, tiling
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
 from .onnx_export import DEFAULT_OPSET, export_onnx
@@ -41,6 +41,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     device = torch.device(args.device) if args.device else default_device()
     if args.half and device.type == "cpu":
         raise ValueError("--half needs a CUDA or MPS device; on the CPU leave it off")
+    tiling.check_options(args.tile, args.tile_overlap, None)
     out = Path(args.output)
     to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
     jobs, unmatched = images.find_images(args.inputs, exclude=None if to_file else out)

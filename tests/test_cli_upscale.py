@@ -84,5 +84,5 @@ def test_usage_errors(folder, tmp_path, authors_pt, capsys):
     code, _, stderr = run(capsys, folder, "-o", tmp_path / "o.png", *common)
     assert code == 2 and "names one file but 3 inputs" in stderr
     code, _, stderr = run(capsys, folder / "a.png", "-o", tmp_path / "o", "--tile", "8", *common)
-    assert code == 1 and "tile must be" in stderr
+    assert code == 2 and "tile must be" in stderr
     assert not (tmp_path / "o").exists() or files(tmp_path / "o") == []
