@@ -56,8 +56,11 @@ def shuffle_source(c: int, groups: int) -> Tensor:
 def channel_stats(z: Tensor) -> tuple[Tensor, Tensor]:
     """Per-sample, per-channel mean and biased variance over H and W, shapes (B, C, 1, 1)."""
     mean = z.mean((2, 3), keepdim=True)
-    var = (z - mean).square().mean((2, 3), keepdim=True)
-    return mean, var
+    if use_onednn(z):  # sum of squares as the diagonal of a Gram matrix: one read of z - mean, no squares stored
+        n, c, h, w = z.shape
+        d = (z - mean).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        return mean, torch.bmm(d.transpose(1, 2), d).diagonal(dim1=1, dim2=2).div(h * w).view(n, c, 1, 1)
+    return mean, (z - mean).square().mean((2, 3), keepdim=True)
 
 
 class Conv(nn.Module):
