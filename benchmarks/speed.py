@@ -309,8 +309,9 @@ def main() -> None:
     if args.authors_code and not (args.authors_code / "model").is_dir():
         p.error(f"{args.authors_code} holds no 'model' package (expected FDIWN_TrainCode/code)")
     started = time.strftime("%Y-%m-%d %H:%M")
+    env = "".join(f"{k}={os.environ[k]} " for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
     block = [
-        f"Measured {started} with `python benchmarks/speed.py {' '.join(sys.argv[1:])}`.",
+        f"Measured {started} with `{env}python benchmarks/speed.py {' '.join(sys.argv[1:])}`.",
         "",
         *[f"- {line}" for line in machine()],
         "",

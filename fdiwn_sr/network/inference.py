@@ -34,8 +34,9 @@ CHUNK = 8192  # pixels per block in pointwise_chain
 
 
 def _onednn_available() -> bool:
+    ops = ("_convolution_pointwise", "_linear_pointwise")
     try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+        return torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in ops)
     except (AttributeError, RuntimeError):  # builds without the mkldnn op namespace
         return False
 
@@ -44,8 +45,14 @@ ONEDNN = _onednn_available()
 
 
 def use_onednn(x: Tensor) -> bool:
-    """Whether the fused oneDNN kernels apply to ``x`` (CPU float32, not being exported)."""
-    return ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.onnx.is_in_onnx_export()
+    """Whether the fused oneDNN kernels apply to ``x``: CPU float32, oneDNN enabled, not being exported."""
+    return (
+        ONEDNN
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.enabled
+        and not torch.onnx.is_in_onnx_export()
+    )
 
 
 def shuffle_source(c: int, groups: int) -> Tensor:
