@@ -1,7 +1,7 @@
 """The fused inference form: the folded network's arithmetic in fewer passes over memory.
 
-Built from a folded :class:`~fdiwn_sr.network.FDIWN`; computes the same function
-(to float rounding) with these rewrites, each exact in real arithmetic:
+Built from an :class:`~fdiwn_sr.network.FDIWN` (folded on a copy); computes the
+same function (to float rounding) with these rewrites, each exact in real arithmetic:
 
 - Shuffle attention is a per-channel gate ``z * sigmoid(a*z + b)`` whose ``a, b``
   come from the channel's mean and variance (its GroupNorm has one channel per
@@ -11,12 +11,14 @@ Built from a folded :class:`~fdiwn_sr.network.FDIWN`; computes the same function
   epsilon and coefficients are rescaled to match); ``scale_x`` into ``fuse2``; the
   FSWG's outer residual into its WIRW's identity coefficient; ``add_mean`` into
   the upsampling convolutions, whose two pixel shuffles become one.
-- The coefficient units' two tiny MLPs run as one block-diagonal MLP.
+- The coefficient units' two tiny MLPs run as one block-diagonal MLP; the
+  wide units' 1x1 convolutions are widened with zero channels to multiples of 8.
 
-On CPU in float32, convolutions run through oneDNN with their activation or the
-following residual add fused, on channels-last tensors. Elsewhere (other devices,
-other dtypes, ONNX export) the same graph runs on plain ``torch.nn.functional``
-ops, which is also what an ONNX export records.
+On CPU in float32, convolutions run through oneDNN on channels-last tensors with
+their activation or the following residual sum fused, 1x1 chains in blocks of
+pixels that stay in cache, variances as Gram diagonals, concatenations written in
+place. Elsewhere (other devices, other dtypes, ONNX export) the same graph runs
+on plain ``torch.nn.functional`` ops, which is also what an ONNX export records.
 """
 
 from __future__ import annotations
@@ -188,22 +190,20 @@ class Gate(nn.Module):
 
     def __init__(self, sa: ShuffleAttention, channels: int, order: Tensor, scale: float = 1.0) -> None:
         super().__init__()
-        per_group = channels // sa.groups
-        half = per_group // 2
-        ga, c0, c1 = torch.zeros(channels), torch.zeros(channels), torch.zeros(channels)
+        # Input channel k sits in group k // per_group; the first half of each group is channel attention.
+        half = channels // sa.groups // 2
+        r = order.to(sa.cweight.device) % (2 * half)
+        channel_attention = r < half
+        i = torch.where(channel_attention, r, r - half)
+        cw, cb, sw, sb = (p.detach().flatten()[i] for p in (sa.cweight, sa.cbias, sa.sweight, sa.sbias))
+        gamma, beta = sa.gn.weight.detach()[i], sa.gn.bias.detach()[i]
+        zero = torch.zeros_like(cw)
         sign = -1.0 if scale < 0 else 1.0
-        for j, k in enumerate(order.tolist()):
-            r = k % per_group
-            if r < half:
-                c0[j], c1[j] = sa.cbias.flatten()[r], sa.cweight.flatten()[r] / scale if scale else 0.0
-            else:
-                r -= half
-                sw = sa.sweight.flatten()[r]
-                ga[j] = sign * sw * sa.gn.weight[r]
-                c0[j] = sw * sa.gn.bias[r] + sa.sbias.flatten()[r]
-        self.register_buffer("ga", ga.view(1, -1, 1, 1))
-        self.register_buffer("c0", c0.view(1, -1, 1, 1))
-        self.register_buffer("c1", c1.view(1, -1, 1, 1))
+        ga = torch.where(channel_attention, zero, sign * sw * gamma)
+        c0 = torch.where(channel_attention, cb, sw * beta + sb)
+        c1 = torch.where(channel_attention, cw / scale, zero) if scale else zero
+        for name, value in (("ga", ga), ("c0", c0), ("c1", c1)):
+            self.register_buffer(name, value.view(1, -1, 1, 1).clone())
         self.eps = sa.gn.eps * scale * scale if scale else sa.gn.eps
 
     def sigmoid(self, z: Tensor) -> Tensor:
@@ -301,6 +301,8 @@ def shuffled_concat(a: Tensor, b: Tensor, shuffle: int) -> Tensor:
 
 
 class FusedWDIB(nn.Module):
+    """A WDIB in fused form; the same attribute names as :class:`~fdiwn_sr.network.blocks.WDIB`."""
+
     def __init__(self, block: WDIB) -> None:
         super().__init__()
         self.h = block.distill_gate1.in_channels
@@ -341,6 +343,8 @@ class FusedWDIB(nn.Module):
 
 
 class FusedFSWG(nn.Module):
+    """An FSWG in fused form; its scalars folded into ``fuse2`` and the WIRW side path."""
+
     def __init__(self, group: FSWG) -> None:
         super().__init__()
         self.wdib1, self.wdib2, self.wdib3 = FusedWDIB(group.wdib1), FusedWDIB(group.wdib2), FusedWDIB(group.wdib3)
@@ -362,7 +366,7 @@ class FusedFSWG(nn.Module):
 
 def _fold_output_conv(up: nn.Conv2d, mix: Tensor, scale: int) -> tuple[Tensor, Tensor | None]:
     """Weights of ``up`` followed by a 1x1 colour mix applied after its pixel shuffle."""
-    k = torch.kron(mix, torch.eye(scale * scale))
+    k = torch.kron(mix, torch.eye(scale * scale, dtype=mix.dtype, device=mix.device))
     w = torch.einsum("oc,cikl->oikl", k, up.weight)
     return w, None if up.bias is None else k @ up.bias
 
