@@ -58,8 +58,10 @@ def _randomise(model: FDIWN, seed: int) -> None:
 
 @pytest.mark.parametrize(("scale", "variant"), [(2, "fdiwn"), (3, "fdiwn-m"), (4, "fdiwn")])
 def test_inference_form_equals_training_form_with_random_weights(scale, variant):
-    # float64 separates the algebra of folding from float32 rounding, which a
-    # random (untrained, badly conditioned) network amplifies.
+    # float64 separates the algebra of folding from float32 rounding. A random
+    # (untrained) network is badly conditioned: it amplifies float64 rounding to
+    # about 1e-6 of its output range, while a folding mistake shows at the size of
+    # a scalar's distance from 1 (> 0.1 here). 1e-5 sits well between the two.
     model = FDIWN(scale, variant).double().eval()
     _randomise(model, seed=scale)
     scalars = [float(p) for p in model.parameters() if p.numel() == 1]
@@ -70,7 +72,7 @@ def test_inference_form_equals_training_form_with_random_weights(scale, variant)
         folded = copy.deepcopy(model).fold()
         got = folded(x)
     assert not any(p.numel() == 1 for p in folded.parameters())
-    assert (got - expected).abs().max().item() <= 1e-6 * expected.abs().max().item()
+    assert (got - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
 
 
 def test_fold_is_idempotent_and_freezes():
