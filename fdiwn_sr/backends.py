@@ -67,14 +67,22 @@ class OnnxRuntimeRunner:
     def __init__(self, model: FDIWN, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from .onnx_export import INPUT, onnx_bytes
+        from .onnx_export import INPUT, cached_onnx_bytes, cached_onnx_path
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         self.input = INPUT
-        self.session = ort.InferenceSession(onnx_bytes(model), options, providers=["CPUExecutionProvider"])
+
+        def session() -> ort.InferenceSession:  # the export is cached: only the first use of a network waits for it
+            return ort.InferenceSession(cached_onnx_bytes(model), options, providers=["CPUExecutionProvider"])
+
+        try:
+            self.session = session()
+        except Exception:  # onnxruntime's own error types: a damaged cached file, so export afresh
+            cached_onnx_path(model).unlink(missing_ok=True)
+            self.session = session()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         lr = x.detach().to("cpu", torch.float32).contiguous().numpy()

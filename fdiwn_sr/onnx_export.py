@@ -7,6 +7,8 @@ The graph takes ``lr``, a (B, 3, H, W) float32 tensor in 0..255, and gives ``sr`
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import os
 import warnings
@@ -79,3 +81,28 @@ def export_onnx(model: FDIWN, path: str | os.PathLike[str], *, opset: int = DEFA
         raise IsADirectoryError(f"{path} is a directory; give a file name such as fdiwn_x{model.scale}.onnx")
     atomic_write_bytes(path, onnx_bytes(model, opset=opset))
     return path
+
+
+def cached_onnx_path(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> Path:
+    """Where the export of exactly this network (weights, versions, opset) is kept in the cache folder."""
+    from . import __version__
+    from .weights import default_cache_home
+
+    h = hashlib.sha256(f"{__version__} {torch.__version__} {opset} {model.folded}".encode())
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return default_cache_home() / "onnx" / f"fdiwn_x{model.scale}_{model.variant}-{h.hexdigest()[:16]}.onnx"
+
+
+def cached_onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
+    """:func:`onnx_bytes`, kept in the cache folder so that only the first use pays for the export."""
+    path = cached_onnx_path(model, opset=opset)
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    data = onnx_bytes(model, opset=opset)
+    with contextlib.suppress(OSError):  # a read-only cache costs the export next time, nothing else
+        atomic_write_bytes(path, data)
+    return data

@@ -27,6 +27,15 @@ FAST = [
 ALL = ["torch", *FAST]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cache_home(tmp_path_factory) -> Path:
+    """ONNX exports are cached under FDIWN_SR_HOME: a private one, never the user's."""
+    home = tmp_path_factory.mktemp("fdiwn_sr_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FDIWN_SR_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(scope="module")
 def training(authors_pt):
     """The training form (weight norm and scalars unfolded) per scale: the reference every backend must match."""
@@ -141,3 +150,24 @@ def test_fused_runner_batches_threads_and_leaves_the_model_alone(authors_pt, tra
     for i in range(2):  # a batch is per-sample (statistics never mix images), threads share one runner
         assert max_diff(results[i], batch[i : i + 1]) <= 1e-3
         assert torch.equal(results[i], run(x[i : i + 1]))
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime not installed")
+def test_onnxruntime_reuses_its_cached_export_and_replaces_a_damaged_one(runner, authors_pt, cache_home, monkeypatch):
+    from fdiwn_sr import onnx_export
+
+    runner("onnxruntime", 4)  # exported once, into the cache
+    (cached,) = (cache_home / "onnx").glob("fdiwn_x4_fdiwn-*.onnx")
+    good = cached.read_bytes()
+    x = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(2)) * 255
+    expected = runner("onnxruntime", 4)(x)
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although the cache holds this network")
+
+    monkeypatch.setattr(onnx_export, "onnx_bytes", no_export)
+    assert torch.equal(make_runner(load_network(authors_pt(4), 4), CPU, None, "onnxruntime")(x), expected)
+    cached.write_bytes(b"not an onnx file")
+    monkeypatch.setattr(onnx_export, "onnx_bytes", lambda model, opset: good)
+    assert torch.equal(make_runner(load_network(authors_pt(4), 4), CPU, None, "onnxruntime")(x), expected)
+    assert cached.read_bytes() == good
