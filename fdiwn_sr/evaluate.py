@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .checkpoints import atomic_write_bytes
+from .images import save_image
 from .metrics import psnr_y, ssim_y
 from .upscaler import Upscaler
 
@@ -35,11 +35,7 @@ def evaluate_folder(upscaler: Upscaler, hr_dir: Path, lr_dir: Path, save_dir: st
         if hr.shape[:2] != (sr.height, sr.width):
             raise ValueError(f"{name}: HR is {hr.shape[1]}x{hr.shape[0]}, upscaled LR is {sr.width}x{sr.height}")
         if save_dir is not None:
-            import io
-
-            buf = io.BytesIO()
-            sr.save(buf, format="PNG")
-            atomic_write_bytes(Path(save_dir) / f"{name}.png", buf.getvalue())
+            save_image(sr, Path(save_dir) / f"{name}.png")
         out = np.asarray(sr)
         per_image[name] = {"psnr_y": psnr_y(out, hr, crop=s), "ssim_y": ssim_y(out, hr, crop=s)}
     return {
