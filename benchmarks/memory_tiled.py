@@ -44,7 +44,8 @@ def child(weights: str, width: int, height: int) -> dict:
     with Image.open(ROOT / "examples" / "data" / "sample.png") as im:
         picture = im.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
     before = peak_rss()
-    plan = tiling.make_plan(height, width, 1, tiling.pixel_budget(upscaler.device), None, None, None)
+    budget = tiling.pixel_budget(upscaler.device, upscaler.bytes_per_pixel)
+    plan = tiling.make_plan(height, width, 1, budget, None, None, None)
     start = time.perf_counter()
     out = upscaler.upscale(picture)
     seconds = time.perf_counter() - start

@@ -38,7 +38,8 @@ def main() -> None:
         picture = im.convert("RGB").resize((args.size, args.size * 3 // 4), Image.Resampling.BICUBIC)
     upscaler = fdiwn_sr.load_model(2, weights=args.weights)
     w, h = picture.size
-    plan = tiling.make_plan(h, w, 1, tiling.pixel_budget(upscaler.device), args.tile, None, None)
+    budget = tiling.pixel_budget(upscaler.device, upscaler.bytes_per_pixel)
+    plan = tiling.make_plan(h, w, 1, budget, args.tile, None, None)
     print(f"{w} x {h} on {upscaler.device}: {plan.tiles} tile(s) of {plan.tile_w} x {plan.tile_h}")
 
     start = time.perf_counter()

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import torch
 
+from . import tiling
+from .allocator import keep_freed_memory
 from .network import FDIWN
 from .network.inference import ONEDNN, FusedFDIWN
 
@@ -28,6 +30,7 @@ BACKENDS = ("torch", "torch-fused", "onnxruntime")
 
 class Runner(Protocol):
     name: str
+    bytes_per_pixel: float  # peak activation memory per low-resolution input pixel (float32), sizes tiles
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -36,6 +39,7 @@ class TorchRunner:
     """Eager PyTorch on the folded network (folded in place: autocast hooks stay on the caller's modules)."""
 
     name = "torch"
+    bytes_per_pixel = tiling.BYTES_PER_PIXEL
 
     def __init__(self, model: FDIWN, device: torch.device) -> None:
         self.model = model.fold().to(device)
@@ -50,6 +54,7 @@ class FusedRunner:
     """The fused inference form in eager PyTorch, oneDNN on the CPU."""
 
     name = "torch-fused"
+    bytes_per_pixel = 3.5 * 1024  # measured 2.4-3.1 KiB (docs/performance.md)
 
     def __init__(self, model: FDIWN) -> None:
         self.model = FusedFDIWN(model).eval()
@@ -63,6 +68,7 @@ class OnnxRuntimeRunner:
     """The fused form exported to ONNX, run by ONNX Runtime's CPU provider with all graph optimisations."""
 
     name = "onnxruntime"
+    bytes_per_pixel = 2 * 1024  # measured 1.7 KiB
 
     def __init__(self, model: FDIWN, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -115,6 +121,8 @@ def make_runner(
             f" here; usable: {usable}"
             + (" (onnxruntime needs: pip install 'fdiwn-sr[onnx]')" if name == "onnxruntime" else "")
         )
+    if device.type == "cpu":
+        keep_freed_memory()
     if name == "torch-fused":
         return FusedRunner(model)
     if name == "onnxruntime":

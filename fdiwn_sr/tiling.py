@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 MIN_TILE = 16  # below this the tiles' statistics stop resembling the image's
 DEFAULT_OVERLAP = 16
-# Peak activation memory per low-resolution pixel in float32, measured on CPU
-# (x2: 3.6-4.4 KiB, x4: 4.2-4.7 KiB; see benchmarks/memory_tiled.py), rounded up.
-BYTES_PER_PIXEL = 5 * 1024
-CPU_BUDGET = 512 * 2**20  # activation memory one CPU forward pass may use by default
+# Peak activation memory per low-resolution pixel of the eager network in float32, measured
+# on CPU (x2: 4.5-4.8 KiB, x4: 6.9 KiB), rounded up; each backend states its own (backends.py).
+BYTES_PER_PIXEL = 7.5 * 1024
+CPU_BUDGET = 2**30  # activation memory one CPU forward pass may use by default
 GPU_SHARE = 0.5  # share of free accelerator memory one forward pass may use
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
@@ -68,14 +68,14 @@ def device_memory_available(device: torch.device) -> int | None:
     return host_memory_available()
 
 
-def pixel_budget(device: torch.device) -> int:
+def pixel_budget(device: torch.device, bytes_per_pixel: float = BYTES_PER_PIXEL) -> int:
     """Low-resolution pixels one forward call may hold (summed over the batch)."""
     free = device_memory_available(device)
     if device.type == "cpu":
         budget = CPU_BUDGET if free is None else min(CPU_BUDGET, free // 4)
     else:
         budget = CPU_BUDGET if free is None else int(free * GPU_SHARE)
-    return max(MIN_TILE * MIN_TILE, budget // BYTES_PER_PIXEL)
+    return max(MIN_TILE * MIN_TILE, int(budget // bytes_per_pixel))
 
 
 def axis_starts(n: int, tile: int, overlap: int) -> tuple[int, ...]:
@@ -147,17 +147,18 @@ def upscale_tiled(
     overlap: int | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    bytes_per_pixel: float = BYTES_PER_PIXEL,
 ) -> torch.Tensor:
     """Run ``forward`` ((N, 3, h, w) -> (N, 3, sh, sw)) over ``x`` (B, 3, H, W) tile by tile.
 
     The result is assembled on ``x``'s device. ``device`` is where ``forward``
-    runs; its free memory sizes automatic tiles. Out of memory, the tile is
+    runs; its free memory over ``forward``'s ``bytes_per_pixel`` sizes automatic tiles. Out of memory, the tile is
     halved (one tile per call) and the image redone, down to MIN_TILE.
     """
     check_options(tile, overlap, batch_size)
     b, _, h, w = x.shape
     canvas = _allocate(b, h * scale, w * scale, x.device)
-    budget = pixel_budget(device)
+    budget = pixel_budget(device, bytes_per_pixel)
     while True:
         plan = make_plan(h, w, b, budget, tile, overlap, batch_size)
         try:

@@ -57,6 +57,7 @@ class Upscaler:
         self.variant: str = model.variant
         self._runner = make_runner(model, self.device, dtype, backend)
         self.backend: str = self._runner.name
+        self.bytes_per_pixel: float = self._runner.bytes_per_pixel  # sizes automatic tiles
         self.model = model
         if self.dtype in LOW_PRECISION:
             _statistics_in_float32(model)
@@ -121,7 +122,9 @@ class Upscaler:
         """
         c = x.shape[1]
         colour = x[:, :3] if c >= 3 else x[:, :1].expand(-1, 3, -1, -1)
-        y = tiling.upscale_tiled(self._forward_unit, colour, self.scale, self.device, **options)
+        y = tiling.upscale_tiled(
+            self._forward_unit, colour, self.scale, self.device, bytes_per_pixel=self.bytes_per_pixel, **options
+        )
         if c < 3:
             y = y.mean(1, keepdim=True)
         if c in (2, 4):

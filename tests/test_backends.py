@@ -172,3 +172,48 @@ def test_onnxruntime_reuses_its_cached_export_and_replaces_a_damaged_one(runner,
     monkeypatch.setattr(onnx_export, "onnx_bytes", lambda model, opset: good)
     assert torch.equal(make_runner(load_network(authors_pt(4), 4), CPU, None, "onnxruntime")(x), expected)
     assert cached.read_bytes() == good
+
+
+def _peak_rss_bytes_of(fn) -> int:
+    """Resident memory one call adds at its peak (Linux: reset the high-water mark, then read it).
+
+    Freed heap memory goes back to the kernel first (malloc_trim): the tuned allocator keeps it otherwise.
+    """
+    import gc
+    import re
+
+    from fdiwn_sr.allocator import _glibc
+
+    gc.collect()
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+    status = Path("/proc/self/status")
+
+    def kib(field: str) -> int:
+        return int(re.search(rf"^{field}:\s+(\d+)", status.read_text(), re.M).group(1))
+
+    Path("/proc/self/clear_refs").write_text("5")
+    base = kib("VmRSS")
+    fn()
+    return (kib("VmHWM") - base) * 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
+@pytest.mark.parametrize("backend", ALL)
+def test_bytes_per_pixel_covers_the_measured_peak(runner, backend):
+    # x4 has the widest units; a 96x128 input keeps the fixed overheads of small tiles in the figure.
+    run = runner(backend, 4)
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0)) * 255
+    run(x)
+    peak = _peak_rss_bytes_of(lambda: run(x))
+    assert 0 < peak <= run.bytes_per_pixel * 96 * 128, (backend, peak / (96 * 128) / 1024)
+
+
+def test_default_cpu_plan_runs_a_720p_x2_output_whole(authors_pt, monkeypatch):
+    from fdiwn_sr import tiling
+
+    monkeypatch.setattr(tiling, "host_memory_available", lambda: 16 * 2**30)
+    up = Upscaler(load_network(authors_pt(2), 2), "cpu")
+    plan = tiling.make_plan(360, 640, 1, tiling.pixel_budget(up.device, up.bytes_per_pixel), None, None, None)
+    assert plan.tiles == 1, up.backend

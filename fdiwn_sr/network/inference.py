@@ -32,6 +32,7 @@ from .fdiwn import FDIWN
 
 _CHANNELS_LAST = torch.channels_last
 _SLOPE = 0.05
+CANCELLATION = 64.0  # E[z^2] / var beyond which E[z^2] - mean^2 in float32 is not trusted
 CHUNK = 8192  # pixels per block and thread in pointwise_chain: its widest tensor fits a core's L2 cache
 
 
@@ -68,16 +69,25 @@ def channel_stats(z: Tensor) -> tuple[Tensor, Tensor]:
         mean = z.mean((2, 3), keepdim=True)
         return mean, (z - mean).square().mean((2, 3), keepdim=True)
     # Channels-last pixels as rows, cut into up to 8 blocks so that both reductions run on every
-    # thread (a plain reduction to C outputs, or a C x C matrix product, runs on one); the sum
-    # of squares is the diagonal of a Gram matrix of the centred rows: no squares stored.
+    # thread (a plain reduction to C outputs, or a C x C matrix product, runs on one). One read
+    # each for the sums and for the sums of squares (the diagonal of a Gram matrix: no squares
+    # stored); E[z^2] - mean^2 loses precision only where the mean dwarfs the spread, and such
+    # channels are recomputed from centred rows.
     n, c, h, w = z.shape
     p = h * w
     split = next(k for k in (8, 4, 2, 1) if p % k == 0)
-    rows = z.permute(0, 2, 3, 1).reshape(n, p, c)
-    mean = rows.reshape(n * split, p // split, c).sum(1).view(n, split, c).sum(1, keepdim=True) / p
-    d = (rows - mean).view(n * split, p // split, c)
-    var = torch.bmm(d.transpose(1, 2), d).diagonal(dim1=1, dim2=2).reshape(n, split, c).sum(1) / p
+    blocks = z.permute(0, 2, 3, 1).reshape(n * split, p // split, c)
+    mean = blocks.sum(1).view(n, split, c).sum(1, keepdim=True) / p
+    square = _gram_diagonal(blocks).view(n, split, c).sum(1, keepdim=True) / p
+    var = square - mean.square()
+    if bool((var * CANCELLATION < square).any()):
+        var = _gram_diagonal((blocks.view(n, p, c) - mean).view_as(blocks)).view(n, split, c).sum(1, keepdim=True) / p
     return mean.view(n, c, 1, 1), var.view(n, c, 1, 1)
+
+
+def _gram_diagonal(blocks: Tensor) -> Tensor:
+    """Per block, the sum over rows of each column squared: (K, R, C) -> (K, C)."""
+    return torch.bmm(blocks.transpose(1, 2), blocks).diagonal(dim1=1, dim2=2)
 
 
 class Conv(nn.Module):
