@@ -217,3 +217,19 @@ def test_default_cpu_plan_runs_a_720p_x2_output_whole(authors_pt, monkeypatch):
     up = Upscaler(load_network(authors_pt(2), 2), "cpu")
     plan = tiling.make_plan(360, 640, 1, tiling.pixel_budget(up.device, up.bytes_per_pixel), None, None, None)
     assert plan.tiles == 1, up.backend
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e4])
+def test_channel_statistics_stay_exact_when_the_mean_dwarfs_the_spread(offset):
+    # E[z^2] - mean^2 in float32 would lose every digit of the variance at offset 1e4 (std 1);
+    # such channels must be recomputed from centred values.
+    from fdiwn_sr.network.inference import channel_stats
+
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, 24, 90, 160, generator=g) * torch.linspace(0.5, 2.0, 24).view(1, -1, 1, 1) + offset
+    z = z.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        mean, var = channel_stats(z)
+    z64 = z.double()
+    assert torch.allclose(mean.double(), z64.mean((2, 3), keepdim=True), rtol=1e-6, atol=1e-4)
+    assert torch.allclose(var.double(), z64.var((2, 3), unbiased=False, keepdim=True), rtol=1e-4)
