@@ -20,7 +20,6 @@ training form is the baseline. Weights: the authors' checkpoints
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import importlib
 import multiprocessing as mp
@@ -145,8 +144,9 @@ class AuthorsProcess:
     """
 
     def __init__(self, code_dir: Path, scale: int, checkpoint: Path, x: torch.Tensor, tune: bool) -> None:
-        self.conn, child = mp.get_context("spawn").Pipe()
-        self.process = mp.get_context("spawn").Process(
+        spawn = mp.get_context("spawn")
+        self.conn, child = spawn.Pipe()
+        self.process = spawn.Process(
             target=_authors_worker,
             args=(child, code_dir, scale, checkpoint, x, torch.get_num_threads(), tune),
             daemon=True,
@@ -169,8 +169,10 @@ class AuthorsProcess:
 def reset_peak() -> int:
     """Reset the kernel's resident-set high-water mark; returns resident bytes now (Linux only, else 0)."""
     gc.collect()
+    libc = allocator.glibc()
+    if libc is not None:  # the heap's free memory back to the kernel: the tuned allocator keeps it otherwise
+        libc.malloc_trim(0)
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")
         return _status_kib("VmRSS") * 1024
     except OSError:

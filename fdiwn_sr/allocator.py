@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
 ENV = "FDIWN_SR_MALLOC_TUNING"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 THRESHOLD = 1 << 30  # blocks below this come from the heap; free heap memory above it goes back to the kernel
-_state: dict[str, bool] = {}
 
 
-def _glibc() -> ctypes.CDLL | None:
+def glibc() -> ctypes.CDLL | None:
+    """The C library where it is glibc (Linux, not musl), else None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -36,16 +37,15 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc once per process for large, short-lived tensors; whether it is tuned.
 
     A no-op (False) off Linux/glibc or with ``FDIWN_SR_MALLOC_TUNING=0``.
     """
-    if "tuned" not in _state:
-        libc = None if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off") else _glibc()
-        _state["tuned"] = bool(
-            libc is not None
-            and libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD) == 1
-            and libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD) == 1
-        )
-    return _state["tuned"]
+    libc = None if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off") else glibc()
+    return bool(
+        libc is not None
+        and libc.mallopt(_M_MMAP_THRESHOLD, THRESHOLD) == 1
+        and libc.mallopt(_M_TRIM_THRESHOLD, THRESHOLD) == 1
+    )

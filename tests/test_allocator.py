@@ -35,7 +35,7 @@ def _child(env_value: str | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(allocator._glibc() is None, reason="glibc's mallopt only")
+@pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt only")
 def test_tuned_malloc_reuses_freed_feature_maps():
     tuned, plain = _child(None), _child("0")
     assert tuned["tuned"] and not plain["tuned"]

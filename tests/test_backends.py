@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from fdiwn_sr.backends import BACKENDS, available, make_runner
 from fdiwn_sr.checkpoints import load_network
 from fdiwn_sr.network import FDIWN
 from fdiwn_sr.network.inference import ONEDNN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from speed import peak_bytes  # the benchmark's own peak measurement, reused
 
 CPU = torch.device("cpu")
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
@@ -174,31 +178,6 @@ def test_onnxruntime_reuses_its_cached_export_and_replaces_a_damaged_one(runner,
     assert cached.read_bytes() == good
 
 
-def _peak_rss_bytes_of(fn) -> int:
-    """Resident memory one call adds at its peak (Linux: reset the high-water mark, then read it).
-
-    Freed heap memory goes back to the kernel first (malloc_trim): the tuned allocator keeps it otherwise.
-    """
-    import gc
-    import re
-
-    from fdiwn_sr.allocator import _glibc
-
-    gc.collect()
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
-    status = Path("/proc/self/status")
-
-    def kib(field: str) -> int:
-        return int(re.search(rf"^{field}:\s+(\d+)", status.read_text(), re.M).group(1))
-
-    Path("/proc/self/clear_refs").write_text("5")
-    base = kib("VmRSS")
-    fn()
-    return (kib("VmHWM") - base) * 1024
-
-
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
 @pytest.mark.parametrize("backend", ALL)
 def test_bytes_per_pixel_covers_the_measured_peak(runner, backend):
@@ -206,7 +185,7 @@ def test_bytes_per_pixel_covers_the_measured_peak(runner, backend):
     run = runner(backend, 4)
     x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0)) * 255
     run(x)
-    peak = _peak_rss_bytes_of(lambda: run(x))
+    peak = peak_bytes(lambda: run(x)) or 0
     assert 0 < peak <= run.bytes_per_pixel * 96 * 128, (backend, peak / (96 * 128) / 1024)
 
 

@@ -77,17 +77,19 @@ def channel_stats(z: Tensor) -> tuple[Tensor, Tensor]:
     p = h * w
     split = next(k for k in (8, 4, 2, 1) if p % k == 0)
     blocks = z.permute(0, 2, 3, 1).reshape(n * split, p // split, c)
-    mean = blocks.sum(1).view(n, split, c).sum(1, keepdim=True) / p
-    square = _gram_diagonal(blocks).view(n, split, c).sum(1, keepdim=True) / p
+
+    def average(per_block: Tensor) -> Tensor:  # (n * split, c) block sums -> (n, 1, c) means
+        return per_block.view(n, split, c).sum(1, keepdim=True) / p
+
+    def mean_square(b: Tensor) -> Tensor:
+        return average(torch.bmm(b.transpose(1, 2), b).diagonal(dim1=1, dim2=2))
+
+    mean = average(blocks.sum(1))
+    square = mean_square(blocks)
     var = square - mean.square()
     if bool((var * CANCELLATION < square).any()):
-        var = _gram_diagonal((blocks.view(n, p, c) - mean).view_as(blocks)).view(n, split, c).sum(1, keepdim=True) / p
+        var = mean_square((blocks.view(n, p, c) - mean).view_as(blocks))
     return mean.view(n, c, 1, 1), var.view(n, c, 1, 1)
-
-
-def _gram_diagonal(blocks: Tensor) -> Tensor:
-    """Per block, the sum over rows of each column squared: (K, R, C) -> (K, C)."""
-    return torch.bmm(blocks.transpose(1, 2), blocks).diagonal(dim1=1, dim2=2)
 
 
 class Conv(nn.Module):
