@@ -84,7 +84,9 @@ def channel_stats(z: Tensor) -> tuple[Tensor, Tensor]:
     def mean_square(b: Tensor) -> Tensor:
         return average(torch.bmm(b.transpose(1, 2), b).diagonal(dim1=1, dim2=2))
 
-    mean = average(blocks.sum(1))
+    # Sums over rows of several pixels: a reduction to a row as narrow as 24 floats runs at half speed.
+    wide = next(k for k in (16, 8, 4, 2, 1) if p // split % k == 0)
+    mean = average(blocks.view(n * split, -1, wide * c).sum(1).view(n * split, wide, c).sum(1))
     square = mean_square(blocks)
     var = square - mean.square()
     if bool((var * CANCELLATION < square).any()):
@@ -139,19 +141,17 @@ class Conv(nn.Module):
         """A 1x1 convolution on pixels as rows, (..., C_in) -> (..., C_out), on oneDNN."""
         return torch.ops.mkldnn._linear_pointwise(x, self.weight.flatten(1), self.bias, *self._attr(), "")
 
+    def split_inputs(self, *sizes: int) -> list[Conv]:
+        """Convolutions on consecutive groups of input channels whose outputs sum to this one's (bias in the first)."""
+        parts = self.weight.split(list(sizes), 1)
+        return [Conv(w, self.bias if i == 0 else None, act=self.act) for i, w in enumerate(parts)]
+
     def forward(self, x: Tensor) -> Tensor:
         if use_onednn(x):
             if self.pointwise:  # a 1x1 convolution is a matrix product over the channels-last pixels
                 return self.rows(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             return torch.ops.mkldnn._convolution_pointwise(_cl(x), *self._geometry(), *self._attr(), "")
-        y = F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups)
-        if self.act == "relu":
-            return F.relu(y)
-        if self.act == "sigmoid":
-            return torch.sigmoid(y)
-        if self.act == "leaky":
-            return F.leaky_relu(y, _SLOPE)
-        return y
+        return _activate_(F.conv2d(x, self.weight, self.bias, padding=self.padding, groups=self.groups), self.act)
 
     def plus(self, x: Tensor, other: Tensor) -> Tensor:
         """``conv(x) + other`` (activation must be "none")."""
@@ -170,6 +170,16 @@ class Conv(nn.Module):
         return out.add_(self(x))
 
 
+def _activate_(y: Tensor, act: str) -> Tensor:
+    if act == "relu":
+        return y.relu_()
+    if act == "sigmoid":
+        return y.sigmoid_()
+    if act == "leaky":
+        return F.leaky_relu_(y, _SLOPE)
+    return y
+
+
 def _cl(x: Tensor) -> Tensor:
     return x.contiguous(memory_format=_CHANNELS_LAST)
 
@@ -178,22 +188,29 @@ def _empty_cl(n: int, c: int, h: int, w: int, like: Tensor) -> Tensor:
     return torch.empty((n, c, h, w), dtype=like.dtype, device=like.device, memory_format=_CHANNELS_LAST)
 
 
-def pointwise_chain(first: Conv, second: Conv, x: Tensor) -> Tensor:
-    """``second(first(x))`` for two 1x1 convolutions; on oneDNN over blocks of pixels.
+def pointwise_chain(first: Conv, second: Conv, *xs: Tensor, side: Conv | None = None) -> list[Tensor]:
+    """``[second(first(x))]``, and ``side(x)`` after it when given, for 1x1 convolutions on ``x``.
 
-    The middle of a wide unit is up to 112 channels wide; computed a block of
-    ``CHUNK`` pixels per thread at a time it stays in cache instead of going to
-    memory and back, which halves the chain's time on large images.
+    ``x`` is the channel concatenation of ``xs``; on oneDNN it is never made, and
+    the convolutions run over blocks of pixels: the middle of a wide unit is up
+    to 112 channels wide, and computed a block of ``CHUNK`` pixels per thread at
+    a time it stays in cache instead of going to memory and back, which halves
+    the chain's time on large images.
     """
-    if not use_onednn(x):
-        return second(first(x))
-    n, c, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(-1, c)
-    out = rows.new_empty(rows.shape[0], second.weight.shape[0])
+    if not use_onednn(xs[0]):
+        x = torch.cat(xs, 1) if len(xs) > 1 else xs[0]
+        return [second(first(x))] + ([side(x)] if side is not None else [])
+    n, _, h, w = xs[0].shape
+    rows = [x.permute(0, 2, 3, 1).reshape(n * h * w, -1) for x in xs]
+    convs = [second] if side is None else [second, side]
+    outs = [rows[0].new_empty(n * h * w, conv.weight.shape[0]) for conv in convs]
     step = CHUNK * torch.get_num_threads()
-    for i in range(0, rows.shape[0], step):
-        out[i : i + step] = second.rows(first.rows(rows[i : i + step]))
-    return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+    for i in range(0, n * h * w, step):
+        block = torch.cat([r[i : i + step] for r in rows], 1) if len(rows) > 1 else rows[0][i : i + step]
+        outs[0][i : i + step] = second.rows(first.rows(block))
+        if side is not None:
+            outs[1][i : i + step] = side.rows(block)
+    return [out.view(n, h, w, -1).permute(0, 3, 1, 2) for out in outs]
 
 
 def round8(n: int) -> int:
@@ -227,28 +244,38 @@ class Gate(nn.Module):
             self.register_buffer(name, value.view(1, -1, 1, 1).clone())
         self.eps = sa.gn.eps * scale * scale if scale else sa.gn.eps
 
-    def sigmoid(self, z: Tensor) -> Tensor:
-        """``sigmoid(a*z + b)``, a fresh tensor."""
+    def coefficients(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``a, b`` of the gate on ``z``, shapes (B, C, 1, 1)."""
         mean, var = channel_stats(z)
         a = self.ga * torch.rsqrt(var + self.eps)
-        b = self.c0 + (self.c1 - a) * mean
-        return torch.addcmul(b, a, z).sigmoid_()
+        return a, self.c0 + (self.c1 - a) * mean
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.sigmoid(z).mul_(z)
+    def forward(self, z: Tensor, residual: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+        """``z * sigmoid(a*z + b)``, plus ``alpha * residual`` when given."""
+        a, b = self.coefficients(z)
+        if use_onednn(z) and z.shape[0] == 1:  # a per-channel affine map is a depthwise 1x1 convolution
+            c = z.shape[1]
+            t = torch.ops.mkldnn._convolution_pointwise(
+                z, a.view(c, 1, 1, 1), b.view(c), [0, 0], [1, 1], [1, 1], c, "sigmoid", [], ""
+            )
+        else:
+            t = torch.addcmul(b, a, z).sigmoid_()
+        y = t.mul_(z)
+        return y if residual is None else y.add_(residual, alpha=alpha)
 
     def shuffled(self, z: Tensor, groups: int = 2) -> Tensor:
-        """``channel_shuffle(self(z), groups)``, the shuffle done by the multiplication's output strides."""
-        t = self.sigmoid(z)
+        """``channel_shuffle(self(z), groups)``; on oneDNN the shuffle is a product with a permutation matrix.
+
+        Exact (ones and zeros), and three times as fast as a copy or a multiplication
+        with strided channels, which moves one float at a time.
+        """
+        y = self(z)
         if not use_onednn(z):
-            return channel_shuffle(t.mul_(z), groups)
-        n, c, h, w = z.shape
-        out = torch.empty_like(z, memory_format=_CHANNELS_LAST)
-        grouped = (n, groups, c // groups, h, w)
-        torch.mul(
-            t.view(grouped).transpose(1, 2), z.view(grouped).transpose(1, 2), out=out.view(n, c // groups, groups, h, w)
-        )
-        return out
+            return channel_shuffle(y, groups)
+        c = z.shape[1]
+        permutation = torch.eye(c, dtype=z.dtype)[shuffle_source(c, groups)]
+        rows = torch.ops.mkldnn._linear_pointwise(y.permute(0, 2, 3, 1), permutation, None, "none", [], "")
+        return rows.permute(0, 3, 1, 2)
 
 
 class Wide(nn.Module):
@@ -268,22 +295,22 @@ class Wide(nn.Module):
         self.shortcut = None if unit.shortcut is None else Conv.of(unit.shortcut, scale=xs)
         self.identity = xs
 
-    def body(self, x: Tensor) -> Tensor:
-        """``res_scale * SA(body(x))``: the unit without its skip path."""
-        z = self.spread(pointwise_chain(self.expand, self.reduce, x))
-        return z.zero_() if self.zero_body else self.gate(z)
+    def body(self, x: Tensor, residual: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+        """``res_scale * SA(body(x))``, the unit without its skip path, plus ``alpha * residual``."""
+        return self.gated(pointwise_chain(self.expand, self.reduce, x)[0], residual, alpha)
 
-    def forward(self, x: Tensor, extra_identity: float = 0.0, out: Tensor | None = None) -> Tensor:
-        """The unit's output, plus ``extra_identity * x`` (an enclosing residual, folded).
+    def gated(self, narrow: Tensor, residual: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+        """The body from the output of its 1x1 chain on (plus ``alpha * residual``)."""
+        z = self.spread(narrow)
+        if not self.zero_body:
+            return self.gate(z, residual, alpha)
+        return z.zero_() if residual is None else z.zero_().add_(residual, alpha=alpha)
 
-        ``out`` (identity-skip units only) receives the result, e.g. one half of a concatenation.
-        """
-        y = self.body(x)
+    def forward(self, x: Tensor, extra_identity: float = 0.0) -> Tensor:
+        """The unit's output, plus ``extra_identity * x`` (an enclosing residual, folded)."""
         if self.shortcut is None:
-            alpha = self.identity + extra_identity
-            return y.add_(x, alpha=alpha) if out is None else torch.add(y, x, alpha=alpha, out=out)
-        if extra_identity:
-            y.add_(x, alpha=extra_identity)
+            return self.body(x, x, self.identity + extra_identity)
+        y = self.body(x, x if extra_identity else None, extra_identity)
         return self.shortcut.accumulate_(y, x)
 
 
@@ -338,6 +365,9 @@ class FusedWDIB(nn.Module):
         self.distill_gate2 = Conv.of(block.distill_gate2, act="sigmoid")
         self.fusion_gate = Conv.of(block.fusion_gate, act="sigmoid")
         c = block.fusion_gate.out_channels
+        # The fusion unit's input is cat([wirw3, wirw4]); its shortcut runs on each half instead.
+        self.fusion_shortcut = nn.ModuleList(self.fusion.shortcut.split_inputs(c, c))
+        self.fusion.shortcut = None
         self.sa = Gate(block.sa, c, torch.arange(c))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -350,16 +380,11 @@ class FusedWDIB(nn.Module):
         q = self.wcrw2(b[:, h:])
         ub2 = torch.addcmul(q, self.coef_a2(ua1), ua1).mul_(self.distill_gate1(b[:, :h]))
         ua2 = torch.addcmul(ua1, self.coef_b2(q), q).mul_(self.distill_gate2(a[:, :h]))
-        if use_onednn(x):  # the two units write straight into the halves of the concatenation
-            n, c, height, width = x.shape
-            cat = _empty_cl(n, 2 * c, height, width, like=x)
-            ob = self.wirw4(ub2, out=cat[:, c:])
-            self.wirw3(ua2, out=cat[:, :c])
-        else:
-            ob = self.wirw4(ub2)
-            cat = torch.cat([self.wirw3(ua2), ob], 1)
-        y = self.fusion.body(cat).addcmul_(self.fusion_gate(cat), ob).add_(x)
-        y = self.fusion.shortcut.accumulate_(y, cat)
+        oa, ob = self.wirw3(ua2), self.wirw4(ub2)
+        narrow, gate = pointwise_chain(self.fusion.expand, self.fusion.reduce, oa, ob, side=self.fusion_gate)
+        y = self.fusion.gated(narrow, x).addcmul_(gate, ob)
+        for conv, half in zip(self.fusion_shortcut, (oa, ob), strict=True):
+            y = conv.accumulate_(y, half)
         return self.sa.shuffled(y)
 
 
