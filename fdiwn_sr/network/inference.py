@@ -16,8 +16,10 @@ same function (to float rounding) with these rewrites, each exact in real arithm
 
 On CPU in float32, convolutions run through oneDNN on channels-last tensors with
 their activation or the following residual sum fused, 1x1 chains in blocks of
-pixels that stay in cache, variances as Gram diagonals, concatenations written in
-place. Elsewhere (other devices, other dtypes, ONNX export) the same graph runs
+pixels that stay in cache (the fusion unit's concatenated input is only ever made
+block by block), a gate's affine map and sigmoid as one depthwise 1x1 convolution,
+variances as Gram diagonals, the shuffle after a sum as a permutation product.
+Elsewhere (other devices, other dtypes, ONNX export) the same graph runs
 on plain ``torch.nn.functional`` ops, which is also what an ONNX export records.
 """
 
