@@ -212,3 +212,24 @@ def test_channel_statistics_stay_exact_when_the_mean_dwarfs_the_spread(offset):
     z64 = z.double()
     assert torch.allclose(mean.double(), z64.mean((2, 3), keepdim=True), rtol=1e-6, atol=1e-4)
     assert torch.allclose(var.double(), z64.var((2, 3), unbiased=False, keepdim=True), rtol=1e-4)
+
+
+@pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")
+def test_fused_block_on_onednn_equals_the_training_block_across_pixel_blocks(authors_pt):
+    # 130x150 = 19,500 pixels: more than one 16k-pixel block of the 1x1 chains, so the fusion
+    # unit's input is concatenated block by block; also the depthwise gates and the
+    # permutation-product shuffle, against the plain WDIB and the same module without oneDNN.
+    from fdiwn_sr.network.inference import FusedWDIB
+
+    block = load_network(authors_pt(2), 2).fold().fswg[0].wdib1
+    fused = FusedWDIB(block)
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(1, 24, 130, 150, generator=g) * 20).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = block(x)
+        fast = fused(x)
+        with torch.backends.mkldnn.flags(enabled=False):
+            plain = fused(x)
+    scale = expected.abs().max().item()
+    assert max_diff(fast, expected) <= 1e-5 * scale, (max_diff(fast, expected), scale)
+    assert max_diff(plain, expected) <= 1e-5 * scale
