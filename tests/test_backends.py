@@ -215,11 +215,16 @@ def test_channel_statistics_stay_exact_when_the_mean_dwarfs_the_spread(offset):
 
 
 @pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")
-def test_fused_block_on_onednn_equals_the_training_block_across_pixel_blocks(authors_pt):
+@pytest.mark.parametrize("depthwise_gates", [True, False])
+def test_fused_block_on_onednn_equals_the_training_block_across_pixel_blocks(authors_pt, depthwise_gates, monkeypatch):
     # 130x150 = 19,500 pixels: more than one 16k-pixel block of the 1x1 chains, so the fusion
-    # unit's input is concatenated block by block; also the depthwise gates and the
-    # permutation-product shuffle, against the plain WDIB and the same module without oneDNN.
+    # unit's input is concatenated block by block; also the gates (as depthwise convolutions, which
+    # large maps get, or eager) and the permutation-product shuffle, against the plain WDIB and the
+    # same module without oneDNN.
+    from fdiwn_sr.network import inference
     from fdiwn_sr.network.inference import FusedWDIB
+
+    monkeypatch.setattr(inference, "DEPTHWISE_GATE_PIXELS", 0 if depthwise_gates else 1 << 30)
 
     block = load_network(authors_pt(2), 2).fold().fswg[0].wdib1
     fused = FusedWDIB(block)
