@@ -216,6 +216,7 @@ def test_channel_statistics_stay_exact_when_the_mean_dwarfs_the_spread(offset):
 
 @pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")
 @pytest.mark.parametrize("depthwise_gates", [True, False])
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's own, from mkldnn.flags()
 def test_fused_block_on_onednn_equals_the_training_block_across_pixel_blocks(authors_pt, depthwise_gates, monkeypatch):
     # 130x150 = 19,500 pixels: more than one 16k-pixel block of the 1x1 chains, so the fusion
     # unit's input is concatenated block by block; also the gates (as depthwise convolutions, which
