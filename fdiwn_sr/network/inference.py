@@ -25,6 +25,8 @@ on plain ``torch.nn.functional`` ops, which is also what an ONNX export records.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -67,6 +69,12 @@ def use_onednn(x: Tensor) -> bool:
 def shuffle_source(c: int, groups: int) -> Tensor:
     """Input channel feeding each output channel of ``channel_shuffle(x, groups)``."""
     return torch.arange(c).view(groups, c // groups).t().reshape(-1)
+
+
+@functools.cache
+def shuffle_matrix(c: int, groups: int) -> Tensor:
+    """``channel_shuffle`` on channels-last rows as a (C, C) float32 permutation matrix, made once."""
+    return torch.eye(c)[shuffle_source(c, groups)]
 
 
 def channel_stats(z: Tensor) -> tuple[Tensor, Tensor]:
@@ -148,9 +156,14 @@ class Conv(nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight.flatten(1), self.bias, *self._attr(), "")
 
     def split_inputs(self, *sizes: int) -> list[Conv]:
-        """Convolutions on consecutive groups of input channels whose outputs sum to this one's (bias in the first)."""
+        """Convolutions on consecutive groups of input channels whose outputs sum to this one's (bias in the first).
+
+        Only a linear, ungrouped convolution splits so; anything else would change the function.
+        """
+        if self.act != "none" or self.groups != 1:
+            raise ValueError(f"cannot split the inputs of a convolution with act={self.act!r}, groups={self.groups}")
         parts = self.weight.split(list(sizes), 1)
-        return [Conv(w, self.bias if i == 0 else None, act=self.act) for i, w in enumerate(parts)]
+        return [Conv(w, self.bias if i == 0 else None) for i, w in enumerate(parts)]
 
     def forward(self, x: Tensor) -> Tensor:
         if use_onednn(x):
@@ -279,8 +292,7 @@ class Gate(nn.Module):
         y = self(z)
         if not use_onednn(z):
             return channel_shuffle(y, groups)
-        c = z.shape[1]
-        permutation = torch.eye(c, dtype=z.dtype)[shuffle_source(c, groups)]
+        permutation = shuffle_matrix(z.shape[1], groups)  # use_onednn: z is float32 on the CPU
         rows = torch.ops.mkldnn._linear_pointwise(y.permute(0, 2, 3, 1), permutation, None, "none", [], "")
         return rows.permute(0, 3, 1, 2)
 
