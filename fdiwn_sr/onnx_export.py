@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ._optional import require
 from .checkpoints import atomic_write_bytes
 from .network import FDIWN
 from .network.inference import FusedFDIWN
@@ -25,11 +26,7 @@ DEFAULT_OPSET = 17
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError as e:
-        raise ImportError("ONNX export needs the optional 'onnx' extra: pip install 'fdiwn-sr[onnx]'") from e
-    return onnx
+    return require("onnx", "onnx", "ONNX export")
 
 
 def onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
