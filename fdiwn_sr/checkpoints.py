@@ -24,6 +24,8 @@ from safetensors.torch import save as st_save
 from .errors import CheckpointError
 from .network import FDIWN, SCALES, VARIANTS
 
+__all__ = ["build", "convert", "detect", "load_network", "read_checkpoint", "save_safetensors"]
+
 FORMAT = "fdiwn-sr"
 FORMAT_VERSION = "1"
 
@@ -88,7 +90,18 @@ def from_authors(state: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 def detect(state: Mapping[str, torch.Tensor]) -> tuple[int, str]:
-    """Read (scale, variant) from a state dict in our layout."""
+    """Read (scale, variant) from the tensor shapes of a state dict in our layout.
+
+    Args:
+        state: A state dict in our layout (from [`read_checkpoint`][fdiwn_sr.checkpoints.read_checkpoint]).
+
+    Returns:
+        ``(scale, variant)``: the scale from the upsampler's output channels, the variant from
+        the number of FSWG groups.
+
+    Raises:
+        CheckpointError: If the state dict is not FDIWN's (no upsampler, or an unknown shape).
+    """
     up = state.get("trunk_up.weight")
     if up is None or up.ndim != 4:
         raise CheckpointError("not an FDIWN checkpoint: no upsampler weight 'trunk_up.weight'")
@@ -103,7 +116,20 @@ def detect(state: Mapping[str, torch.Tensor]) -> tuple[int, str]:
 
 
 def build(state: Mapping[str, torch.Tensor], scale: int | None = None, variant: str | None = None) -> FDIWN:
-    """Build the network for a state dict in our layout, checking keys and shapes strictly."""
+    """Build the network for a state dict in our layout, checking keys and shapes strictly.
+
+    Args:
+        state: A state dict in our layout (from [`read_checkpoint`][fdiwn_sr.checkpoints.read_checkpoint]).
+        scale: The scale the caller expects; None accepts the detected one.
+        variant: The variant the caller expects; None accepts the detected one.
+
+    Returns:
+        The network in its training form (float32, on the CPU) with the weights loaded.
+
+    Raises:
+        CheckpointError: If the state dict is not FDIWN's, is for another scale or variant than
+            asked for, or has missing, unexpected or misshapen tensors (named in the message).
+    """
     found_scale, found_variant = detect(state)
     if scale is not None and scale != found_scale:
         raise CheckpointError(f"checkpoint is for scale x{found_scale}, but x{scale} was requested")
@@ -172,7 +198,22 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str,
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
-    """Read either format into a state dict in our layout; the kind is sniffed from the bytes."""
+    """Read our safetensors or an authors' ``.pt`` into a state dict in our layout.
+
+    The kind is told from the bytes, not the file name. A ``.pt`` is read with
+    ``torch.load(weights_only=True)``: a pickle holding anything but tensors is refused.
+
+    Args:
+        path: The weights file.
+
+    Returns:
+        The tensors under our key names (the authors' names and re-save styles mapped).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        CheckpointError: If the file is unreadable, holds other objects than tensors, or is not
+            an FDIWN checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -184,6 +225,20 @@ def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
 
 
 def load_network(path: str | os.PathLike[str], scale: int | None = None, variant: str | None = None) -> FDIWN:
+    """Read a weights file and build its network (training form, CPU); no cache or download.
+
+    Args:
+        path: Our safetensors or an authors' ``.pt``.
+        scale: The scale the caller expects; None accepts the file's.
+        variant: The variant the caller expects; None accepts the file's.
+
+    Returns:
+        The network in its training form, float32, on the CPU.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        CheckpointError: If the file is unreadable, not FDIWN's, or for another scale or variant.
+    """
     return build(read_checkpoint(path), scale, variant)
 
 
@@ -229,7 +284,23 @@ def save_safetensors(
     source_sha256: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> str:
-    """Save the training form byte-stably with metadata; returns the file's sha256."""
+    """Save the training form as our safetensors, byte-stably and atomically.
+
+    The metadata holds ``format``, ``format_version``, ``variant`` and ``scale``; the same
+    network gives the same bytes in any process.
+
+    Args:
+        model: The network in its training form (not folded).
+        path: The file to write; an existing file is replaced.
+        source_sha256: The sha256 of the file the weights came from, kept in the metadata.
+        extra: More metadata entries (strings).
+
+    Returns:
+        The sha256 of the written file, in hex.
+
+    Raises:
+        ValueError: If ``model`` was folded for inference (folding cannot be undone).
+    """
     if model.folded:
         raise ValueError("save the training form: this model was folded for inference")
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "variant": model.variant, "scale": str(model.scale)}
@@ -245,9 +316,23 @@ def save_safetensors(
 def convert(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], scale: int | None = None, variant: str | None = None
 ) -> str:
-    """Convert an authors' ``.pt`` into our safetensors; returns the new file's sha256.
+    """Convert an authors' ``.pt`` into our safetensors.
 
     Everything is validated before anything is written, so a bad input leaves no file.
+
+    Args:
+        src: The authors' checkpoint (``FDIWNx4.pt``).
+        dst: The safetensors file to write (atomically).
+        scale: The scale the caller expects; None accepts the file's.
+        variant: The variant the caller expects; None accepts the file's.
+
+    Returns:
+        The sha256 of the written file, in hex (conversion is byte-stable).
+
+    Raises:
+        FileNotFoundError: If ``src`` does not exist.
+        CheckpointError: If ``src`` is not an FDIWN checkpoint in the authors' layout, or is for
+            another scale or variant than asked for.
     """
     model = build(read_authors_pt(src), scale, variant)
     return save_safetensors(model, dst, source_sha256=sha256_file(src))

@@ -12,9 +12,21 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
 
+__all__ = ["psnr_y", "rgb_to_y", "ssim_y"]
+
 
 def rgb_to_y(img: ArrayLike) -> np.ndarray:
-    """BT.601 luma (16..235) of an RGB image on 0..255; a 2-D image is returned as is."""
+    """BT.601 luma (16..235) of an RGB image on 0..255; a 2-D image is returned as is.
+
+    Args:
+        img: An H x W x 3 RGB image on 0..255, or an H x W (or H x W x 1) image taken as luma already.
+
+    Returns:
+        The H x W luma in float64.
+
+    Raises:
+        ValueError: If the image is neither H x W, H x W x 1 nor H x W x 3.
+    """
     a = np.asarray(img, dtype=np.float64)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
@@ -37,7 +49,19 @@ def _prepare(a: ArrayLike, b: ArrayLike, crop: int) -> tuple[np.ndarray, np.ndar
 
 
 def psnr_y(sr: ArrayLike, hr: ArrayLike, crop: int = 0) -> float:
-    """PSNR of the Y channel in dB; ``inf`` for identical images."""
+    """PSNR of the Y channel in dB, by the paper's protocol.
+
+    Args:
+        sr: The upscaled image, H x W x 3 RGB on 0..255 (or H x W luma).
+        hr: The ground truth, of the same size and kind.
+        crop: Pixels removed from each border before scoring (the protocol uses the scale).
+
+    Returns:
+        The PSNR in dB; ``inf`` for identical images.
+
+    Raises:
+        ValueError: If the images differ in size, or ``crop`` is negative or leaves no pixels.
+    """
     a, b = _prepare(sr, hr, crop)
     mse = float(np.mean((a - b) ** 2))
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
@@ -51,7 +75,20 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim_y(sr: ArrayLike, hr: ArrayLike, crop: int = 0) -> float:
-    """Mean SSIM of the Y channel (Wang et al. 2004, valid filtering)."""
+    """Mean SSIM of the Y channel (Wang et al. 2004; 11 x 11 Gaussian window, valid filtering).
+
+    Args:
+        sr: The upscaled image, H x W x 3 RGB on 0..255 (or H x W luma).
+        hr: The ground truth, of the same size and kind.
+        crop: Pixels removed from each border before scoring (the protocol uses the scale).
+
+    Returns:
+        The mean SSIM, at most 1.
+
+    Raises:
+        ValueError: If the images differ in size, ``crop`` is negative or leaves no pixels,
+            or fewer than 11 x 11 pixels remain after cropping.
+    """
     a, b = _prepare(sr, hr, crop)
     if min(a.shape) < 11:
         raise ValueError(f"SSIM needs at least 11 x 11 pixels after cropping, got {a.shape}")

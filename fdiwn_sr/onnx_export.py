@@ -21,8 +21,11 @@ from .checkpoints import atomic_write_bytes
 from .network import FDIWN
 from .network.inference import FusedFDIWN
 
+__all__ = ["DEFAULT_OPSET", "export_onnx", "onnx_bytes"]
+
 INPUT, OUTPUT = "lr", "sr"
 DEFAULT_OPSET = 17
+"""The ONNX opset written when none is asked for (13 to 20 are accepted)."""
 
 
 def _onnx():
@@ -30,7 +33,23 @@ def _onnx():
 
 
 def onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
-    """The serialised ONNX model of ``model``'s fused inference form (``model`` is not modified)."""
+    """The serialised ONNX model of ``model``'s fused inference form (``model`` is not modified).
+
+    The graph's input ``lr`` and output ``sr`` have dynamic batch, height and width; the file's
+    metadata records ``scale``, ``variant`` and ``value_range``.
+
+    Args:
+        model: The network, in its training or folded form, on any device.
+        opset: The ONNX opset to write, 13 to 20.
+
+    Returns:
+        The ONNX model, checked by ``onnx.checker``, as bytes.
+
+    Raises:
+        TypeError: If ``model`` is not an [`FDIWN`][fdiwn_sr.network.FDIWN].
+        ValueError: If ``opset`` is outside 13 to 20.
+        ImportError: If the ``onnx`` extra is not installed (``pip install 'fdiwn-sr[onnx]'``).
+    """
     if not isinstance(model, FDIWN):
         raise TypeError(f"expected an FDIWN, got {type(model).__name__}")
     if not 13 <= opset <= 20:
@@ -72,7 +91,22 @@ def onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
 
 
 def export_onnx(model: FDIWN, path: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> Path:
-    """Write ``model`` as an ONNX file at ``path`` (atomically: never a partial file); returns the path."""
+    """Write ``model`` as an ONNX file (atomically: a failed export leaves no partial file).
+
+    Args:
+        model: The network, in its training or folded form, on any device.
+        path: The file to write; an existing file is replaced.
+        opset: The ONNX opset to write, 13 to 20.
+
+    Returns:
+        ``path``, as a `Path`.
+
+    Raises:
+        IsADirectoryError: If ``path`` is a directory.
+        TypeError: If ``model`` is not an [`FDIWN`][fdiwn_sr.network.FDIWN].
+        ValueError: If ``opset`` is outside 13 to 20.
+        ImportError: If the ``onnx`` extra is not installed (``pip install 'fdiwn-sr[onnx]'``).
+    """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory; give a file name such as fdiwn_x{model.scale}.onnx")

@@ -13,11 +13,19 @@ from .blocks import FSWG, conv, fold_weight_norm
 TRUNK_WIDTH = 24
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SCALES = (2, 3, 4)
+"""The upscaling factors FDIWN is built for."""
 
 
 @dataclass(frozen=True)
 class Variant:
-    """How many FSWG weight sets a variant has, and the order they are applied in."""
+    """How many FSWG weight sets a variant has, and the order they are applied in.
+
+    Args:
+        name: The variant's name, as ``load_model(variant=...)`` takes it.
+        groups: Number of FSWG weight sets.
+        order: Which weight set each of the applied FSWGs uses, in order.
+        description: One line for listings.
+    """
 
     name: str
     groups: int
@@ -29,12 +37,25 @@ VARIANTS: dict[str, Variant] = {
     "fdiwn": Variant("fdiwn", 3, (0, 0, 1, 2, 1, 2), "three FSWG weight sets applied six times (as released)"),
     "fdiwn-m": Variant("fdiwn-m", 2, (0, 0, 1, 1), "two FSWG weight sets applied four times (our wiring)"),
 }
+"""The variants by name: ``fdiwn`` (as released) and ``fdiwn-m`` (the paper's small model, our wiring)."""
 
 # Widening factors of the wide units (WIRW, WCRW, fusion) per scale.
 EXPANSION = {2: (2.0, 4.0, 2.0), 3: (2.0, 4.0, 2.0), 4: (2.5, 4.5, 2.25)}
 
 
 def check_config(scale: int, variant: str) -> Variant:
+    """Check a (scale, variant) request before any work is done.
+
+    Args:
+        scale: Upscaling factor, one of [`SCALES`][fdiwn_sr.network.SCALES].
+        variant: A name in [`VARIANTS`][fdiwn_sr.network.VARIANTS].
+
+    Returns:
+        The variant's configuration.
+
+    Raises:
+        ValueError: If the scale or the variant is not one of those listed.
+    """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if variant not in VARIANTS:
@@ -46,7 +67,15 @@ class FDIWN(nn.Module):
     """Feature Distillation Interaction Weighting Network (Gao et al., AAAI 2022).
 
     Takes RGB in the 0..255 range, shape (B, 3, H, W); returns (B, 3, sH, sW)
-    in the same range, unclamped.
+    in the same range, unclamped. A new instance is the training form with random
+    weights; [`load_model`][fdiwn_sr.load_model] gives a pretrained, folded one.
+
+    Args:
+        scale: Upscaling factor, one of [`SCALES`][fdiwn_sr.network.SCALES].
+        variant: ``"fdiwn"`` or ``"fdiwn-m"`` (see [`VARIANTS`][fdiwn_sr.network.VARIANTS]).
+
+    Raises:
+        ValueError: If the scale or the variant is not one of those listed.
     """
 
     def __init__(self, scale: int = 4, variant: str = "fdiwn") -> None:
@@ -69,6 +98,14 @@ class FDIWN(nn.Module):
         self.folded = False
 
     def forward(self, x: Tensor) -> Tensor:
+        """Upscale a batch.
+
+        Args:
+            x: RGB on the 0..255 scale, shape (B, 3, H, W).
+
+        Returns:
+            RGB on the 0..255 scale, shape (B, 3, scale * H, scale * W), unclamped.
+        """
         s = self.sub_mean(x)
         first, *rest = self.order
         d = self.fswg[first](self.head(s))
@@ -81,7 +118,14 @@ class FDIWN(nn.Module):
 
     @torch.no_grad()
     def fold(self) -> FDIWN:
-        """Convert in place to the inference form (no weight norm, scalars folded)."""
+        """Convert in place to the inference form: weight norm baked in, scalars folded.
+
+        The function computed stays the same within float rounding; the parameters stop
+        requiring gradients and the module is put in eval mode. Folding twice does nothing.
+
+        Returns:
+            This module.
+        """
         if not self.folded:
             fold_weight_norm(self)
             for group in self.fswg:
@@ -92,4 +136,12 @@ class FDIWN(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Count a module's parameters (the paper's "params" column).
+
+    Args:
+        model: Any module.
+
+    Returns:
+        The number of parameter elements.
+    """
     return sum(p.numel() for p in model.parameters())

@@ -7,8 +7,10 @@ absolute), so ``fdiwn-sr train --config RUN/config.toml`` repeats a run.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
+import re
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,8 +26,8 @@ from ..network import SCALES, VARIANTS
 PRETRAINED = "pretrained"
 
 
-def _opt(default: Any, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help, **extra})
+def _opt(default: Any, **extra: Any) -> Any:
+    return field(default=default, metadata=extra)
 
 
 def _is_path(name: str, value: Any) -> bool:
@@ -36,57 +38,96 @@ def _is_path(name: str, value: Any) -> bool:
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs. Defaults follow the paper where it says (L1, Adam 2e-4,
-    48 x 48 LR patches, batch 16) and the EDSR family's recipe where it does not."""
+    """Everything a run needs, one field per option.
+
+    Defaults follow the paper where it says (L1, Adam 2e-4, 48 x 48 LR patches, batch 16)
+    and the EDSR family's recipe where it does not. Each field is also a flag of
+    ``fdiwn-sr train`` (``patch_size`` as ``--patch-size``), whose help is the text below,
+    and a key of the TOML file read by [`resolve_config`][fdiwn_sr.training.resolve_config].
+
+    Args:
+        scale: Upscaling factor: 2, 3 or 4.
+        variant: Network variant: ``fdiwn`` or ``fdiwn-m``.
+        init: Weights to start from: ``pretrained`` (the released fdiwn), our safetensors or the authors' .pt; fdiwn
+            weights initialise fdiwn-m from their first two groups. None: random initialisation.
+        train_hr: Folder of high-resolution training images.
+        train_lr: Folder of matching LR images (default: MATLAB bicubic from HR).
+        cache_dir: Folder to cache decoded HR and bicubic LR arrays in.
+        patch_size: LR patch side in pixels.
+        batch_size: Patches per step and per process.
+        workers: DataLoader worker processes per training process.
+        augment: Random flips and 90-degree rotations.
+        val_hr: Folder of HR validation images.
+        val_lr: Folder of matching LR validation images (default: MATLAB bicubic).
+        val_every: Validate every this many steps.
+        val_at_start: Validate before the first step of a new run (the fine-tuning baseline).
+        steps: Total optimiser steps.
+        lr: Adam learning rate.
+        schedule: Learning-rate schedule: ``step``, ``cosine`` or ``constant``.
+        lr_step: Step schedule: multiply the rate by lr_gamma every this many steps.
+        lr_gamma: Step schedule: the factor.
+        min_lr: Cosine schedule: the final rate.
+        weight_decay: Adam weight decay.
+        grad_clip: Clip the gradient norm to this (0: off).
+        amp: Mixed precision (float16) on CUDA; ignored on CPU.
+        ema: Decay of an exponential moving average of the weights, e.g. 0.999 (0: off).
+        teacher: Teacher weights for a distillation loss: ``pretrained`` or a file.
+        distill_weight: Weight of the L1 distance to the teacher's output.
+        out_dir: Run folder: config, log, checkpoints, exported weights.
+        seed: Seed of the initialisation and of every random patch.
+        deterministic: Deterministic kernels (slower; bit-exact reruns on one device).
+        device: Torch device (default: the local CUDA device if any, else cpu).
+        checkpoint_every: Write the resumable checkpoint every this many steps.
+        log_every: Log the mean training loss every this many steps.
+        stop_after: Stop this invocation after this many steps (time-limited jobs; resume later).
+        progress: Show a tqdm progress bar.
+        tensorboard: Also log to TensorBoard when it is installed.
+
+    Raises:
+        TypeError: If a value is not of its field's type (or is None where the field needs one).
+        ValueError: If a value is outside its field's choices or range.
+    """
 
     # model
-    scale: int = _opt(4, "upscaling factor", choices=SCALES)
-    variant: str = _opt("fdiwn", "network variant", choices=tuple(VARIANTS))
-    init: str | None = _opt(
-        None,
-        "weights to start from: 'pretrained' (the released fdiwn), our safetensors or the authors' .pt; "
-        "fdiwn weights initialise fdiwn-m from their first two groups",
-        path=True,
-        keywords=(PRETRAINED,),
-    )
+    scale: int = _opt(4, choices=SCALES)
+    variant: str = _opt("fdiwn", choices=tuple(VARIANTS))
+    init: str | None = _opt(None, path=True, keywords=(PRETRAINED,))
     # data
-    train_hr: str | None = _opt(None, "folder of high-resolution training images", path=True)
-    train_lr: str | None = _opt(None, "folder of matching LR images (default: MATLAB bicubic from HR)", path=True)
-    cache_dir: str | None = _opt(None, "folder to cache decoded HR and bicubic LR arrays in", path=True)
-    patch_size: int = _opt(48, "LR patch side in pixels")
-    batch_size: int = _opt(16, "patches per step and per process")
-    workers: int = _opt(4, "DataLoader worker processes per training process")
-    augment: bool = _opt(True, "random flips and 90-degree rotations")
+    train_hr: str | None = _opt(None, path=True)
+    train_lr: str | None = _opt(None, path=True)
+    cache_dir: str | None = _opt(None, path=True)
+    patch_size: int = _opt(48)
+    batch_size: int = _opt(16)
+    workers: int = _opt(4)
+    augment: bool = _opt(True)
     # validation
-    val_hr: str | None = _opt(None, "folder of HR validation images", path=True)
-    val_lr: str | None = _opt(None, "folder of matching LR validation images (default: MATLAB bicubic)", path=True)
-    val_every: int = _opt(1000, "validate every this many steps")
-    val_at_start: bool = _opt(True, "validate before the first step of a new run (the fine-tuning baseline)")
+    val_hr: str | None = _opt(None, path=True)
+    val_lr: str | None = _opt(None, path=True)
+    val_every: int = _opt(1000)
+    val_at_start: bool = _opt(True)
     # optimisation
-    steps: int = _opt(500_000, "total optimiser steps")
-    lr: float = _opt(2e-4, "Adam learning rate")
-    schedule: str = _opt("step", "learning-rate schedule", choices=("step", "cosine", "constant"))
-    lr_step: int = _opt(200_000, "step schedule: multiply the rate by lr_gamma every this many steps")
-    lr_gamma: float = _opt(0.5, "step schedule: the factor")
-    min_lr: float = _opt(0.0, "cosine schedule: the final rate")
-    weight_decay: float = _opt(0.0, "Adam weight decay")
-    grad_clip: float = _opt(0.0, "clip the gradient norm to this (0: off)")
-    amp: bool = _opt(True, "mixed precision (float16) on CUDA; ignored on CPU")
-    ema: float = _opt(0.0, "decay of an exponential moving average of the weights, e.g. 0.999 (0: off)")
-    teacher: str | None = _opt(
-        None, "teacher weights for a distillation loss: 'pretrained' or a file", path=True, keywords=(PRETRAINED,)
-    )
-    distill_weight: float = _opt(1.0, "weight of the L1 distance to the teacher's output")
+    steps: int = _opt(500_000)
+    lr: float = _opt(2e-4)
+    schedule: str = _opt("step", choices=("step", "cosine", "constant"))
+    lr_step: int = _opt(200_000)
+    lr_gamma: float = _opt(0.5)
+    min_lr: float = _opt(0.0)
+    weight_decay: float = _opt(0.0)
+    grad_clip: float = _opt(0.0)
+    amp: bool = _opt(True)
+    ema: float = _opt(0.0)
+    teacher: str | None = _opt(None, path=True, keywords=(PRETRAINED,))
+    distill_weight: float = _opt(1.0)
     # run
-    out_dir: str = _opt("runs/fdiwn", "run folder: config, log, checkpoints, exported weights", path=True)
-    seed: int = _opt(0, "seed of the initialisation and of every random patch")
-    deterministic: bool = _opt(False, "deterministic kernels (slower; bit-exact reruns on one device)")
-    device: str | None = _opt(None, "torch device (default: the local CUDA device if any, else cpu)")
-    checkpoint_every: int = _opt(1000, "write the resumable checkpoint every this many steps")
-    log_every: int = _opt(100, "log the mean training loss every this many steps")
-    stop_after: int | None = _opt(None, "stop this invocation after this many steps (time-limited jobs; resume later)")
-    progress: bool = _opt(True, "show a tqdm progress bar")
-    tensorboard: bool = _opt(True, "also log to TensorBoard when it is installed")
+    out_dir: str = _opt("runs/fdiwn", path=True)
+    seed: int = _opt(0)
+    deterministic: bool = _opt(False)
+    device: str | None = _opt(None)
+    checkpoint_every: int = _opt(1000)
+    log_every: int = _opt(100)
+    stop_after: int | None = _opt(None)
+    progress: bool = _opt(True)
+    tensorboard: bool = _opt(True)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -111,7 +152,11 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
     def to_toml(self) -> str:
-        """TOML text of the set fields (TOML has no null: unset options are left out)."""
+        """The configuration as TOML text, readable by [`resolve_config`][fdiwn_sr.training.resolve_config].
+
+        Returns:
+            One ``key = value`` line per set field (TOML has no null: unset options are left out).
+        """
         lines = [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in asdict(self).items() if v is not None]
         return "\n".join(lines) + "\n"
 
@@ -141,6 +186,15 @@ def _checked(name: str, value: Any, annotation: str) -> Any:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
+def _field_help(docstring: str) -> dict[str, str]:
+    """Each field's text from the class docstring's ``Args:`` section: the one source of the reference and the flags."""
+    section = inspect.cleandoc(docstring).split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
+    return dict(re.findall(r"^    (\w+): (.+(?:\n {8}.+)*)", section, re.M))
+
+
+_HELP = {name: " ".join(text.split()) for name, text in _field_help(TrainConfig.__doc__ or "").items()}
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Options from a TOML file; relative paths in it are taken relative to the file."""
     path = Path(path)
@@ -160,7 +214,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then ``config_file``, then ``overrides`` (None means "not given"); paths made absolute."""
+    """Defaults, then ``config_file``, then ``overrides``; paths made absolute.
+
+    Args:
+        config_file: A TOML file of options; relative paths in it are relative to the file.
+        **overrides: Options as keyword arguments (``steps=5000``); None means "not given".
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        FileNotFoundError: If ``config_file`` does not exist.
+        ValueError: If an option is unknown, the TOML is invalid, or a value is out of range.
+        TypeError: If a value is of the wrong type.
+    """
     unknown = sorted(set(overrides) - set(_FIELDS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; known: {sorted(_FIELDS)}")
@@ -180,7 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         kind = f.type.split("|")[0].strip()
         default = f.default if f.default is not MISSING else None
-        help_text = f"{f.metadata['help']} (default: {default})"
+        help_text = f"{_HELP[name]} (default: {default})"
         if kind == "bool":
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

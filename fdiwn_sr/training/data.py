@@ -94,7 +94,22 @@ class PatchDataset(Dataset):
     of ``scale``), made per patch from a margin of context so that it equals the
     whole image's LR. With ``cache_dir`` each image is decoded and degraded once
     and then read by memory map. Unreadable and too-small images are reported
-    and skipped.
+    and skipped (listed in ``skipped``).
+
+    Args:
+        hr_dir: Folder of high-resolution images (searched recursively).
+        scale: Upscaling factor; the HR patch is ``scale * patch_size`` pixels a side.
+        patch_size: LR patch side in pixels.
+        lr_dir: Folder of matching LR images, paired by name (``0001.png`` with ``0001x4.png``
+            too); None makes the LR by MATLAB bicubic.
+        cache_dir: Folder to keep decoded (and degraded) images in as ``.npy`` files.
+        augment: Random flips and 90-degree rotations.
+        seed: Seed of the patch positions and flips.
+
+    Raises:
+        FileNotFoundError: If ``hr_dir`` or ``lr_dir`` is not a folder.
+        ValueError: If no image is usable (none readable with an LR of at least ``patch_size``
+            pixels a side), or no HR and LR names match.
     """
 
     def __init__(
@@ -207,6 +222,14 @@ class PatchSampler(Sampler):
     the images (repeated until every process gets at least one batch), cut to
     whole batches; starting at ``start_step`` skips exactly the batches already
     trained on.
+
+    Args:
+        num_images: Images in the dataset.
+        batch_size: Keys per step and per process.
+        rank: This process's rank.
+        world_size: Number of processes.
+        seed: Seed of the permutations.
+        start_step: Steps already trained (a resumed run starts here).
     """
 
     def __init__(
@@ -239,13 +262,28 @@ class PatchSampler(Sampler):
 
 @dataclass(frozen=True)
 class ValImage:
+    """A validation image: its name (the file's stem), LR and HR as H x W x 3 uint8."""
+
     name: str
     lr: np.ndarray
     hr: np.ndarray
 
 
 def load_validation(hr_dir: str | Path, scale: int, lr_dir: str | Path | None = None) -> list[ValImage]:
-    """Whole validation images: HR cropped to a multiple of ``scale``, LR given or MATLAB bicubic."""
+    """Whole validation images: HR cropped to a multiple of ``scale``, LR given or MATLAB bicubic.
+
+    Args:
+        hr_dir: Folder of HR images.
+        scale: Upscaling factor.
+        lr_dir: Folder of matching LR images (paired by name); None makes them by MATLAB bicubic.
+
+    Returns:
+        The images in file-name order; unreadable files are skipped with a warning.
+
+    Raises:
+        FileNotFoundError: If ``hr_dir`` or ``lr_dir`` is not a folder.
+        ValueError: If a given LR image has the wrong size, no image is usable, or no names match.
+    """
     pairs = pair_by_stem(hr_dir, lr_dir, scale) if lr_dir is not None else [(p, None) for p in list_images(hr_dir)]
     images = []
     for hr_path, lr_path in pairs:

@@ -65,9 +65,19 @@ def imresize(
 ) -> np.ndarray:
     """Resize an H x W or H x W x C array like MATLAB's ``imresize(image, scale, 'bicubic')``.
 
-    ``scale`` multiplies the size (``1/4`` shrinks four times); alternatively give
-    ``output_shape`` as (height, width). uint8 in gives uint8 out (rounded as
-    MATLAB rounds); float in gives float64 out, unclipped.
+    Args:
+        image: An H x W or H x W x C array, uint8 or floating point.
+        scale: Factor on both sides (``1 / 4`` shrinks four times); give this or ``output_shape``.
+        output_shape: The output's (height, width); give this or ``scale``.
+
+    Returns:
+        The resized array: uint8 for uint8 input (rounded and clipped as MATLAB does),
+        float64 for float input (unclipped).
+
+    Raises:
+        TypeError: If ``image`` is not a numpy array of uint8 or floats.
+        ValueError: If the shape is not H x W (x C), both or neither of ``scale`` and
+            ``output_shape`` are given, or either is not positive.
     """
     if not isinstance(image, np.ndarray):
         raise TypeError(f"imresize expects a numpy array, got {type(image).__name__}")

@@ -40,7 +40,18 @@ CHECKPOINT_VERSION = 1
 
 @dataclass
 class TrainResult:
-    """Where a run ended and what it wrote (paths are written by rank 0 only)."""
+    """Where a run ended and what it wrote (the files are written by rank 0 only).
+
+    Args:
+        run_dir: The run folder (``out_dir``).
+        step: Steps trained in all, over every invocation.
+        checkpoint: The resumable checkpoint, ``RUN/checkpoints/last.pt``.
+        weights: The latest weights, ``RUN/model.safetensors``.
+        best_weights: ``RUN/best.safetensors``, the weights with the best validation PSNR-Y;
+            None without validation.
+        best_psnr_y: That PSNR-Y in dB; None without validation.
+        validations: This invocation's validation results (``step``, ``psnr_y``, ``ssim_y``).
+    """
 
     run_dir: Path
     step: int
@@ -62,6 +73,17 @@ def initial_model(config: TrainConfig) -> FDIWN:
     ``"pretrained"`` means the released ``fdiwn`` weights for the scale. A file
     with more FSWG groups than the variant (``fdiwn`` weights for ``fdiwn-m``)
     gives the variant its first groups plus head and tail.
+
+    Args:
+        config: The run's configuration; ``scale``, ``variant``, ``init`` and ``seed`` are used.
+
+    Returns:
+        The network in its training form, on the CPU.
+
+    Raises:
+        FileNotFoundError: If ``config.init`` names a file that does not exist.
+        CheckpointError: If the file is not FDIWN weights of that scale.
+        WeightsError: If ``"pretrained"`` weights cannot be obtained.
     """
     if config.init is None:
         torch.manual_seed(config.seed)
@@ -74,7 +96,16 @@ def initial_model(config: TrainConfig) -> FDIWN:
 
 @torch.no_grad()
 def validate(model: FDIWN, images: list[ValImage], device: torch.device | str = "cpu") -> dict[str, Any]:
-    """PSNR-Y / SSIM-Y of whole images by the paper's protocol (8-bit output, ``scale`` pixels cropped)."""
+    """PSNR-Y / SSIM-Y of whole images by the paper's protocol (8-bit output, ``scale`` pixels cropped).
+
+    Args:
+        model: The network (training or folded form); its train/eval mode is restored afterwards.
+        images: Validation images, from [`load_validation`][fdiwn_sr.training.load_validation].
+        device: Where to run the network (it must already be there).
+
+    Returns:
+        ``{"psnr_y": mean, "ssim_y": mean, "per_image": {name: {"psnr_y": ..., "ssim_y": ...}}}``.
+    """
     was_training = model.training
     model.eval()
     per_image = {}
@@ -384,8 +415,25 @@ class _Run:
 def train(config: TrainConfig, *, resume: bool | str | os.PathLike[str] = False) -> TrainResult:
     """Train (or fine-tune) FDIWN as ``config`` says; under ``torchrun`` each process calls this.
 
-    ``resume=True`` continues the run folder's checkpoint when there is one;
-    a path resumes that checkpoint. The resumed run equals the uninterrupted one.
+    Writes ``config.toml``, ``log.jsonl``, ``checkpoints/last.pt``, ``model.safetensors`` and
+    (with validation) ``best.safetensors`` into ``config.out_dir``. A resumed run equals the
+    uninterrupted one.
+
+    Args:
+        config: The run, from [`resolve_config`][fdiwn_sr.training.resolve_config] or built directly.
+        resume: False starts a new run (refused if the run folder holds a checkpoint); True
+            continues the run folder's checkpoint if there is one, else starts; a path resumes
+            that checkpoint.
+
+    Returns:
+        Where the run ended and what it wrote.
+
+    Raises:
+        TypeError: If ``config`` is not a [`TrainConfig`][fdiwn_sr.training.TrainConfig].
+        ValueError: If ``train_hr`` is missing, a new run would overwrite a checkpoint, the
+            checkpoint disagrees with ``config`` (scale, variant, EMA), or no image is usable.
+        FileNotFoundError: If a folder or the checkpoint to resume does not exist.
+        CheckpointError: If ``init``, ``teacher`` or the checkpoint to resume is not readable as one.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
