@@ -12,7 +12,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,19 @@ from ..network import SCALES, VARIANTS
 PRETRAINED = "pretrained"
 
 
-def _opt(default: Any, **extra: Any) -> Any:
-    return field(default=default, metadata=extra)
+# What the flags and the path handling need to know beyond a field's type and default.
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "scale": SCALES,
+    "variant": tuple(VARIANTS),
+    "schedule": ("step", "cosine", "constant"),
+}
+_PATHS = {"init", "train_hr", "train_lr", "cache_dir", "val_hr", "val_lr", "teacher", "out_dir"}
+_KEYWORDS = {"init": (PRETRAINED,), "teacher": (PRETRAINED,)}  # path options that may hold a keyword instead
 
 
 def _is_path(name: str, value: Any) -> bool:
     """A path option holding a path (not a keyword such as ``init = "pretrained"``)."""
-    meta = _FIELDS[name].metadata
-    return bool(meta.get("path")) and isinstance(value, str) and value not in meta.get("keywords", ())
+    return name in _PATHS and isinstance(value, str) and value not in _KEYWORDS.get(name, ())
 
 
 @dataclass
@@ -89,51 +94,51 @@ class TrainConfig:
     """
 
     # model
-    scale: int = _opt(4, choices=SCALES)
-    variant: str = _opt("fdiwn", choices=tuple(VARIANTS))
-    init: str | None = _opt(None, path=True, keywords=(PRETRAINED,))
+    scale: int = 4
+    variant: str = "fdiwn"
+    init: str | None = None
     # data
-    train_hr: str | None = _opt(None, path=True)
-    train_lr: str | None = _opt(None, path=True)
-    cache_dir: str | None = _opt(None, path=True)
-    patch_size: int = _opt(48)
-    batch_size: int = _opt(16)
-    workers: int = _opt(4)
-    augment: bool = _opt(True)
+    train_hr: str | None = None
+    train_lr: str | None = None
+    cache_dir: str | None = None
+    patch_size: int = 48
+    batch_size: int = 16
+    workers: int = 4
+    augment: bool = True
     # validation
-    val_hr: str | None = _opt(None, path=True)
-    val_lr: str | None = _opt(None, path=True)
-    val_every: int = _opt(1000)
-    val_at_start: bool = _opt(True)
+    val_hr: str | None = None
+    val_lr: str | None = None
+    val_every: int = 1000
+    val_at_start: bool = True
     # optimisation
-    steps: int = _opt(500_000)
-    lr: float = _opt(2e-4)
-    schedule: str = _opt("step", choices=("step", "cosine", "constant"))
-    lr_step: int = _opt(200_000)
-    lr_gamma: float = _opt(0.5)
-    min_lr: float = _opt(0.0)
-    weight_decay: float = _opt(0.0)
-    grad_clip: float = _opt(0.0)
-    amp: bool = _opt(True)
-    ema: float = _opt(0.0)
-    teacher: str | None = _opt(None, path=True, keywords=(PRETRAINED,))
-    distill_weight: float = _opt(1.0)
+    steps: int = 500_000
+    lr: float = 2e-4
+    schedule: str = "step"
+    lr_step: int = 200_000
+    lr_gamma: float = 0.5
+    min_lr: float = 0.0
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    amp: bool = True
+    ema: float = 0.0
+    teacher: str | None = None
+    distill_weight: float = 1.0
     # run
-    out_dir: str = _opt("runs/fdiwn", path=True)
-    seed: int = _opt(0)
-    deterministic: bool = _opt(False)
-    device: str | None = _opt(None)
-    checkpoint_every: int = _opt(1000)
-    log_every: int = _opt(100)
-    stop_after: int | None = _opt(None)
-    progress: bool = _opt(True)
-    tensorboard: bool = _opt(True)
+    out_dir: str = "runs/fdiwn"
+    seed: int = 0
+    deterministic: bool = False
+    device: str | None = None
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    stop_after: int | None = None
+    progress: bool = True
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):
             setattr(self, f.name, _checked(f.name, getattr(self, f.name), f.type))
         for f in fields(self):
-            choices = f.metadata.get("choices")
+            choices = _CHOICES.get(f.name)
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {list(choices)}, got {getattr(self, f.name)!r}")
         positive = ("patch_size", "batch_size", "val_every", "steps", "lr_step", "checkpoint_every", "log_every")
@@ -192,7 +197,7 @@ def _field_help(docstring: str) -> dict[str, str]:
     return dict(re.findall(r"^    (\w+): (.+(?:\n {8}.+)*)", section, re.M))
 
 
-_HELP = {name: " ".join(text.split()) for name, text in _field_help(TrainConfig.__doc__ or "").items()}
+_HELP = {name: " ".join(text.replace("``", "'").split()) for name, text in _field_help(TrainConfig.__doc__).items()}
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -255,9 +260,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 flag,
                 dest=name,
                 type={"int": int, "float": float}.get(kind, str),
-                choices=f.metadata.get("choices"),
+                choices=_CHOICES.get(name),
                 default=None,
-                metavar=name.upper() if kind != "str" or f.metadata.get("path") else None,
+                metavar=name.upper() if kind != "str" or name in _PATHS else None,
                 help=help_text,
             )
 
