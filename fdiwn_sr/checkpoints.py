@@ -27,9 +27,12 @@ from .network import FDIWN, SCALES, VARIANTS
 __all__ = ["build", "convert", "detect", "load_network", "read_checkpoint", "save_safetensors"]
 
 FORMAT = "fdiwn-sr"
+"""The ``format`` entry in the metadata of our safetensors files."""
 FORMAT_VERSION = "1"
+"""The ``format_version`` entry in the metadata of our safetensors files."""
 
 StateDict = dict[str, torch.Tensor]
+"""Tensors by parameter name, in our layout unless said otherwise."""
 
 # Authors' key -> ours, applied in order. Context (top level, FSWG, WDIB, unit)
 # decides what a name like ``conv1`` or ``rb1`` means.
@@ -81,11 +84,29 @@ def _normalise_style(key: str) -> str:
 
 
 def is_authors_layout(state: Mapping[str, object]) -> bool:
+    """Whether a state dict uses the authors' key names (``Li1.MY2...``), in any re-save style.
+
+    Args:
+        state: A state dict, or any mapping keyed by parameter names.
+
+    Returns:
+        True for the authors' layout, False otherwise (ours, or not FDIWN at all).
+    """
     return any(_normalise_style(k).startswith(("Li1.", "Sub_mean.")) for k in state)
 
 
 def from_authors(state: Mapping[str, torch.Tensor]) -> StateDict:
-    """Map an authors'-layout state dict (any re-save style) onto our keys."""
+    """Map an authors'-layout state dict onto our keys.
+
+    Accepts the re-save styles people produce: DataParallel's ``module.`` prefix and
+    torch's newer weight-norm parametrisation.
+
+    Args:
+        state: A state dict in the authors' layout.
+
+    Returns:
+        The same tensors under our key names.
+    """
     return {_authors_key_to_ours(_normalise_style(k)): v for k, v in state.items()}
 
 
@@ -154,6 +175,17 @@ def build(state: Mapping[str, torch.Tensor], scale: int | None = None, variant: 
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file, read in 1 MiB chunks.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The digest in hex.
+
+    Raises:
+        OSError: If the file cannot be read.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -162,7 +194,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def read_authors_pt(path: str | os.PathLike[str]) -> StateDict:
-    """Read an authors' ``.pt`` safely (tensors only, never arbitrary objects)."""
+    """Read an authors' ``.pt`` safely (tensors only, never arbitrary objects).
+
+    Args:
+        path: The checkpoint, a state dict (or ``{"state_dict": ...}``) saved by ``torch.save``.
+
+    Returns:
+        The tensors under our key names.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        CheckpointError: If the file is unreadable, holds other objects than tensors, or is not
+            an FDIWN checkpoint in the authors' layout.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -182,6 +226,18 @@ def read_authors_pt(path: str | os.PathLike[str]) -> StateDict:
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> tuple[StateDict, dict[str, str]]:
+    """Read a safetensors file of FDIWN weights (ours, or the authors' keys re-saved as safetensors).
+
+    Args:
+        path: The file.
+
+    Returns:
+        ``(state, metadata)``: the tensors under our key names and the header's metadata.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        CheckpointError: If the file is not valid safetensors.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")

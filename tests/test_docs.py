@@ -68,17 +68,44 @@ def site(tmp_path_factory) -> Path:
 # --- the reference ----------------------------------------------------------------------------------
 
 
-def test_every_public_module_with_all_has_a_reference_page():
+# Modules with an ``__all__`` that are not documented on their own page, and why. Every module is in the
+# reference or here: a new module fails the test below until someone decides which.
+INTERNAL = {
+    "fdiwn_sr.allocator": "CPU memory tuning of the CLI and benchmarks",
+    "fdiwn_sr.atomic": "the write helper the package uses",
+    "fdiwn_sr.backends": "chosen by load_model(backend=...); see the Performance guide",
+    "fdiwn_sr.cli": "the command line; see the guides",
+    "fdiwn_sr.errors": "its exceptions are documented under fdiwn_sr",
+    "fdiwn_sr.evaluate": "the evaluate command's loop",
+    "fdiwn_sr.images": "input and output plumbing of Upscaler.upscale; see Upscaling images",
+    "fdiwn_sr.manifest": "the weights manifest reader",
+    "fdiwn_sr.publish": "release tooling (fdiwn-sr publish)",
+    "fdiwn_sr.registry": "list_models, list_pretrained and ModelInfo are documented under fdiwn_sr",
+    "fdiwn_sr.tiling": "tiling inside Upscaler.upscale; see Upscaling images",
+    "fdiwn_sr.upscaler": "Upscaler is documented under fdiwn_sr",
+    "fdiwn_sr.weights": "reached through load_model and fdiwn-sr download; see Pretrained weights",
+    "fdiwn_sr.network.blocks": "the network's parts; see The network",
+    "fdiwn_sr.network.fdiwn": "its public names are documented under fdiwn_sr.network",
+    "fdiwn_sr.network.inference": "the fused inference form; see Performance",
+    "fdiwn_sr.training.config": "its public names are documented under fdiwn_sr.training",
+    "fdiwn_sr.training.data": "its public names are documented under fdiwn_sr.training",
+    "fdiwn_sr.training.distributed": "process-group plumbing of train()",
+    "fdiwn_sr.training.imresize": "imresize is documented under fdiwn_sr.training",
+    "fdiwn_sr.training.trainer": "its public names are documented under fdiwn_sr.training",
+}
+
+
+def test_every_module_is_in_the_reference_or_named_internal():
     documented = set(reference_modules())
-    declared = set()
+    modules = set()
     for path in (ROOT / "fdiwn_sr").rglob("*.py"):
         parts = path.relative_to(ROOT).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
-        if any(p.startswith("_") for p in parts) or "__all__" not in path.read_text():
-            continue
-        declared.add(".".join(parts))
-    assert declared <= documented, f"modules with __all__ but no reference page: {sorted(declared - documented)}"
+        if not any(p.startswith("_") for p in parts):
+            modules.add(".".join(parts))
+    assert not documented & set(INTERNAL), "a module is both documented and internal"
+    assert modules - set(INTERNAL) == documented, "document these modules or name them internal (and why)"
     for module in documented:
         assert hasattr(importlib.import_module(module), "__all__"), f"{module} is documented but has no __all__"
 
