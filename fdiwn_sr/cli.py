@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,9 +136,7 @@ def _about(src: Path, e: BaseException) -> str:
 def _check_writable(folder: Path) -> None:
     """Create the output folder and write a probe file there, so a bad -o fails before any image is upscaled."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        checkpoints.check_writable_folder(folder)
     except OSError as e:
         raise UsageError(f"cannot write to the output folder {folder}: {e.strerror or e}") from None
 

@@ -135,9 +135,7 @@ def _cache_error(folder: Path, e: OSError) -> WeightsError:
 def _cache_ready(folder: Path) -> None:
     """Create ``folder`` and check it takes a file, so a bad cache fails with its name and the fix."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        checkpoints.check_writable_folder(folder)
     except OSError as e:
         raise _cache_error(folder, e) from None
 
