@@ -1,7 +1,7 @@
 """Authors' ``.pt`` checkpoints <-> our safetensors: key map, validation, metadata.
 
 Knows nothing of URLs or caches: it turns bytes on disk into a validated
-state dict for :class:`~fdiwn_sr.network.FDIWN`, and back.
+state dict for [`FDIWN`][fdiwn_sr.network.FDIWN], and back.
 """
 
 from __future__ import annotations

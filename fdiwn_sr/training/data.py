@@ -218,7 +218,7 @@ class PatchDataset(Dataset):
 class PatchSampler(Sampler):
     """Endless, resumable stream of ``(index, epoch)`` keys, sharded over processes.
 
-    Each epoch is a :class:`~torch.utils.data.DistributedSampler` permutation of
+    Each epoch is a ``torch.utils.data.DistributedSampler`` permutation of
     the images (repeated until every process gets at least one batch), cut to
     whole batches; starting at ``start_step`` skips exactly the batches already
     trained on.
