@@ -43,10 +43,16 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         raise ValueError("--half needs a CUDA or MPS device; on the CPU leave it off")
     tiling.check_options(args.tile, args.tile_overlap, None)
     out = Path(args.output)
-    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
-    jobs, unmatched = images.find_images(args.inputs, exclude=None if to_file else out)
-    if to_file and len(jobs) + len(unmatched) != 1:
-        raise ValueError(f"-o {out} names one file but {len(jobs) + len(unmatched)} inputs were given; name a folder")
+    from .video import VIDEO_SUFFIXES
+
+    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS or out.suffix.lower() in VIDEO_SUFFIXES
+    found, unmatched = images.find_images(
+        args.inputs, exclude=None if to_file else out, suffixes=images.IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    )
+    if to_file and len(found) + len(unmatched) != 1:
+        raise ValueError(f"-o {out} names one file but {len(found) + len(unmatched)} inputs were given; name a folder")
+    videos = [(src, rel) for src, rel in found if src.suffix.lower() in VIDEO_SUFFIXES]  # handled by kind
+    jobs = [job for job in found if job not in videos]
     upscaler = load_model(
         args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
     )
@@ -55,6 +61,8 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     for problem in problems:
         tqdm.write(f"error: {problem}", file=sys.stderr)
     targets: set[Path] = set()
+    if videos:
+        problems += _upscale_videos(videos, args, upscaler, out if to_file else None, suffix)
     written = 0
     for src, rel in tqdm(jobs, desc="images", unit="image", disable=len(jobs) < 2):
         ext = args.format or (src.suffix.lower()[1:] if src.suffix.lower()[1:] in images.OUTPUT_FORMATS else "png")
@@ -73,10 +81,41 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as e:
             problems.append(f"{src}: {e}")
             tqdm.write(f"error: {problems[-1]}", file=sys.stderr)
-    print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}")
+    if jobs or not videos:
+        print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}")
     if problems:
         print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _upscale_videos(
+    videos: list[tuple[Path, Path]], args: argparse.Namespace, upscaler, to_file: Path | None, suffix: str
+) -> list[str]:
+    """Each video through upscale_video (frames batched and tiled; audio, timing and tags kept); the problems."""
+    from .video import upscale_video
+
+    problems: list[str] = []
+    for src, rel in videos:
+        dst = to_file or Path(args.output) / rel.with_name(f"{rel.stem}{suffix}{rel.suffix}")
+        try:
+            if dst.suffix.lower()[1:] in images.OUTPUT_FORMATS:
+                raise ValueError(f"-o {dst} is an image file name but {src.name} is a video")
+            result = upscale_video(
+                src,
+                dst,
+                upscaler=upscaler,
+                codec=args.codec,
+                crf=args.crf,
+                pix_fmt=args.pix_fmt,
+                tile=args.tile,
+                tile_overlap=args.tile_overlap,
+                overwrite=args.overwrite,
+            )
+            print(f"upscaled {src} x{args.scale}: {result.frames} frames, {result.codec} -> {dst}")
+        except (ValueError, OSError, ImportError) as e:
+            problems.append(f"{src}: {e}")
+            tqdm.write(f"error: {problems[-1]}", file=sys.stderr)
+    return problems
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -141,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=_cmd_evaluate)
 
-    up = sub.add_parser("upscale", help="upscale image files, folders (recursively) and globs")
-    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    up = sub.add_parser("upscale", help="upscale image and video files, folders (recursively) and globs")
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or globs")
     up.add_argument("-o", "--output", required=True, help="output folder, or a file name for a single input")
     up.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
     up.add_argument("--variant", default="fdiwn")
@@ -154,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--format", choices=("png", "jpg", "webp"), help="default: the input's if png/jpg/webp, else png")
     up.add_argument("--suffix", help="appended to output file names (default: _x{scale})")
     up.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    up.add_argument("--codec", help="videos: FFmpeg video encoder (default: libx264; ffv1 in .mkv is lossless)")
+    up.add_argument("--crf", type=int, help="videos: x264/x265/VP9 quality, lower is better (default: 14)")
+    up.add_argument("--pix-fmt", help="videos: encoder pixel format, e.g. yuv444p (default: the input's)")
     up.set_defaults(func=_cmd_upscale)
 
     d = sub.add_parser("download", help="fill the weights cache ahead of time (for offline use)")

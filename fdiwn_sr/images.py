@@ -108,13 +108,15 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
 
 
 def find_images(
-    inputs: Sequence[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None
+    inputs: Sequence[str | os.PathLike[str]],
+    exclude: str | os.PathLike[str] | None = None,
+    suffixes: Sequence[str] = IMAGE_SUFFIXES,
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Image files named, found under folders (recursively) or matched by globs, in a stable order.
 
     Returns (file, path relative to the folder it was found in) pairs, so that
     outputs can mirror a folder's layout, and the inputs that matched nothing.
-    Folders and globs yield files with an image suffix only; files under
+    Folders and globs yield files with one of ``suffixes`` only; files under
     ``exclude`` (an output folder inside an input folder) are left out.
     """
     skip = Path(exclude).resolve() if exclude is not None else None
@@ -134,9 +136,7 @@ def find_images(
         matches = [
             (f, rel)
             for f, rel in candidates
-            if f.is_file()
-            and f.suffix.lower() in IMAGE_SUFFIXES
-            and (skip is None or not f.resolve().is_relative_to(skip))
+            if f.is_file() and f.suffix.lower() in suffixes and (skip is None or not f.resolve().is_relative_to(skip))
         ]
         if not matches:
             unmatched.append(str(item))
