@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -233,9 +233,8 @@ class _temporary:
 
     def __enter__(self) -> Path:
         self.dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dst.parent, prefix=f".{self.dst.stem}.", suffix=f".part{self.dst.suffix}")
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = self.dst.parent / f".{self.dst.stem}.{secrets.token_hex(6)}.part{self.dst.suffix}"
+        os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any file
         return self.tmp
 
     def __exit__(self, kind: type | None, *_: Any) -> None:
