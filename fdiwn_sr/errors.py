@@ -8,8 +8,12 @@ class CheckpointError(ValueError):
 class WeightsError(OSError):
     """Weights could not be obtained: not cached, offline, download failed, cache folder unusable.
 
-    ``cause`` says what failed; ``fix`` what to do from Python, ``cli_fix`` the
-    same in the command line's terms (the CLI prints ``cause`` and ``cli_fix``).
+    The message is ``cause``, then ``fix``; the CLI prints ``cause`` and ``cli_fix``.
+
+    Args:
+        cause: What failed.
+        fix: What to do about it from Python.
+        cli_fix: The same in the command line's terms.
     """
 
     def __init__(self, cause: str, fix: str = "", cli_fix: str = "") -> None:

@@ -33,8 +33,12 @@ from .upscaler import Upscaler
 __all__ = ["DEFAULT_CODEC", "DEFAULT_CRF", "VIDEO_SUFFIXES", "VideoResult", "upscale_video"]
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv")
-DEFAULT_CODEC = "libx264"  # H.264
-DEFAULT_CRF = 14  # keeps the detail the network made (>= 35 dB of it on our worst-case test pattern; 18: ~34.6)
+"""File suffixes the CLI treats as video (case-insensitive)."""
+DEFAULT_CODEC = "libx264"
+"""The encoder used when none is given: H.264 (``libvpx-vp9`` for ``.webm``)."""
+DEFAULT_CRF = 14
+"""x264's constant-quality level by default: keeps the detail the network made (>= 35 dB of it on the
+tests' worst-case pattern; crf 18 gives 34.6 dB). x265 and VP9 get 8 more, as their scales sit higher."""
 WEBM_CODEC = "libvpx-vp9"  # WebM holds VP8/VP9/AV1 only
 # Encoders that are lossless as configured here: they get an RGB pixel format, so no colour conversion rounds.
 LOSSLESS_CODECS = frozenset({"ffv1", "png", "qtrle", "huffyuv", "ffvhuff", "utvideo", "libx264rgb"})
@@ -48,7 +52,16 @@ _END = object()
 
 @dataclass(frozen=True)
 class VideoResult:
-    """What :func:`upscale_video` wrote."""
+    """What [`upscale_video`][fdiwn_sr.video.upscale_video] wrote.
+
+    Args:
+        path: The output file.
+        frames: Frames written (as many as were decoded).
+        width: Output width in pixels.
+        height: Output height in pixels.
+        codec: The encoder used.
+        pix_fmt: The output's pixel format.
+    """
 
     path: Path
     frames: int
@@ -81,16 +94,45 @@ def upscale_video(
 ) -> VideoResult:
     """Upscale every frame of ``src`` into ``dst``; audio and subtitles copied, timing and tags kept.
 
-    ``scale`` (default 4, or ``upscaler``'s) and ``variant``, ``weights``,
-    ``device``, ``dtype`` choose the model as :func:`fdiwn_sr.load_model` does,
-    unless a ready ``upscaler`` is given. ``codec``: an FFmpeg encoder name
-    (default ``libx264``; ``libvpx-vp9`` for .webm; ``ffv1`` in .mkv is
-    lossless). ``crf``: quality for x264/x265/VP9/AV1 (default 14, lower is
-    better). ``pix_fmt``: default the input's when the encoder takes it, RGB
-    for lossless encoders. ``codec_options``: passed to the encoder (e.g.
-    ``{"preset": "slow"}``). ``tile``/``tile_overlap``: as in
-    :meth:`Upscaler.upscale`. ``batch_size`` frames go through the network
-    per call; ``queue_size`` bounds the frames waiting between stages.
+    Decoding, upscaling and encoding overlap in three stages joined by bounded queues.
+    The output is written to a temporary file and renamed at the end, so an interrupted
+    run leaves no partial video. Needs the extra ``fdiwn-sr[video]`` (PyAV).
+
+    Args:
+        src: The input video.
+        dst: The output video; its suffix picks the container (``.mp4``, ``.mkv``, ``.mov``,
+            ``.webm``).
+        scale: Upscaling factor (default 4, or ``upscaler``'s).
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``, as in [`load_model`][fdiwn_sr.load_model].
+        upscaler: A ready model to use instead of loading one (it can serve many files).
+        weights: A weights file, as in [`load_model`][fdiwn_sr.load_model].
+        device: Where to run, as in [`load_model`][fdiwn_sr.load_model].
+        dtype: Precision, as in [`load_model`][fdiwn_sr.load_model].
+        codec: An FFmpeg encoder name (default ``libx264``; ``libvpx-vp9`` for ``.webm``;
+            ``ffv1`` in ``.mkv`` is lossless).
+        crf: Constant-quality level for x264/x265/VP9/AV1 (default 14 for x264, lower is
+            better and larger).
+        pix_fmt: Output pixel format (default the input's when the encoder takes it, RGB for
+            lossless encoders, else ``yuv420p``).
+        codec_options: Passed to the encoder, e.g. ``{"preset": "slow"}``.
+        tile: As in [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale].
+        tile_overlap: As in [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale].
+        batch_size: Frames per network call.
+        queue_size: Most frames waiting between stages (bounds the memory).
+        progress: Show a progress bar over the frames.
+        overwrite: Replace ``dst`` if it exists.
+
+    Returns:
+        What was written: path, frame count, size, codec and pixel format.
+
+    Raises:
+        FileNotFoundError: If ``src`` does not exist or is not a file.
+        FileExistsError: If ``dst`` exists and ``overwrite`` is false.
+        ValueError: If ``dst`` is ``src``, ``batch_size`` or ``queue_size`` is below 1,
+            ``scale`` disagrees with ``upscaler``, or ``crf`` is given for an encoder without one.
+        VideoError: If the input cannot be read or has no video stream, or the codec,
+            pixel format or container is not available (a ``ValueError``).
+        ImportError: If the ``video`` extra (PyAV) is not installed.
     """
     av = require("av", "video", "video upscaling")
     src, dst = Path(src), Path(dst)
