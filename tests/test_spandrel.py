@@ -39,13 +39,8 @@ TOL = 1e-3  # the network issue's tolerances, 0..255 scale: trained weights on r
 TOL_UNTRAINED = 5e-3  # weights two steps from random: larger activations, more float rounding (as its noise inputs)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small crops: one thread is as fast, and immune to a busy machine (spinning threads crawl there)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Small crops: one thread is as fast, and immune to a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +102,12 @@ def trained_fdiwn_m(reference_dir, tmp_path_factory) -> Path:
         train_hr=str(root / "hr"), val_hr=None, scale=3, variant="fdiwn-m", patch_size=16, batch_size=2, workers=0,
         steps=2, log_every=1, out_dir=str(root / "run"), progress=False,
     )  # fmt: skip
-    return train(config).weights
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as for the tests (a module fixture runs before their one_thread)
+    try:
+        return train(config).weights
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_trainer_exported_fdiwn_m_loads_and_equals_upscaler(trained_fdiwn_m, set5_lr):
