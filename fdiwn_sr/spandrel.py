@@ -4,12 +4,12 @@ spandrel picks an architecture from a state dict alone. FDIWN is recognised by
 names no other network uses (its first WDIB, the mean-shift convolutions) and
 by the shapes every FDIWN shares there, in our layout or the authors' (with or
 without ``module.``, weight norm in either parametrisation). Loading goes
-through :mod:`fdiwn_sr.checkpoints`: scale and variant come from the tensors'
+through [`fdiwn_sr.checkpoints`][fdiwn_sr.checkpoints]: scale and variant come from the tensors'
 shapes, every key and shape is checked, and a file that is recognisably FDIWN
-but damaged raises :class:`~fdiwn_sr.CheckpointError` naming the problem
+but damaged raises [`CheckpointError`][fdiwn_sr.CheckpointError] naming the problem
 instead of loading a wrong model.
 
-The descriptor's model is the network itself (:class:`~fdiwn_sr.network.FDIWN`,
+The descriptor's model is the network itself ([`FDIWN`][fdiwn_sr.network.FDIWN],
 folded for inference), a plain ``nn.Module`` that can be moved, halved or
 traced; its call takes and returns [0, 1] like every spandrel model, while the
 network works in 0..255. Needs the optional extra ``fdiwn-sr[spandrel]``.
@@ -64,17 +64,29 @@ def _call(model: FDIWN, image: torch.Tensor) -> torch.Tensor:
 
 
 class FDIWNArch(spandrel.Architecture[FDIWN]):
-    """Detects FDIWN state dicts and loads them as an ``ImageModelDescriptor``."""
+    """Detects FDIWN state dicts and loads them as an ``ImageModelDescriptor``; id ``"FDIWN"``."""
 
     def __init__(self) -> None:
         super().__init__(id=ARCH_ID, name="FDIWN", detect=_detect)
 
     def load(self, state_dict: Mapping[str, torch.Tensor]) -> spandrel.ImageModelDescriptor[FDIWN]:
+        """Build the network a detected state dict holds.
+
+        Args:
+            state_dict: FDIWN weights in our layout or the authors' (any re-save style).
+
+        Returns:
+            The descriptor of the folded network (see [`descriptor`][fdiwn_sr.spandrel.descriptor]).
+
+        Raises:
+            CheckpointError: If a key is missing or unexpected, or a shape is wrong.
+        """
         # build() checks every key and shape and reads scale and variant from the tensors.
         return descriptor(checkpoints.build(checkpoints.from_authors(state_dict)))
 
 
 ARCHITECTURE = FDIWNArch()
+"""The architecture instance [`install`][fdiwn_sr.spandrel.install] registers."""
 
 
 def descriptor(model: FDIWN) -> spandrel.ImageModelDescriptor[FDIWN]:
@@ -82,7 +94,14 @@ def descriptor(model: FDIWN) -> spandrel.ImageModelDescriptor[FDIWN]:
 
     No size requirements (any height and width; padding would change the
     network's global statistics) and tiling supported, as in
-    :meth:`fdiwn_sr.Upscaler.upscale`.
+    [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]. Half and bfloat16 are supported.
+
+    Args:
+        model: The network, in its training or folded form.
+
+    Returns:
+        A descriptor with purpose ``"SR"``, the network's scale, 3 channels in and out,
+        whose call takes and returns (B, 3, H, W) tensors in [0, 1].
     """
     model.fold()
     return spandrel.ImageModelDescriptor(
@@ -103,10 +122,16 @@ def descriptor(model: FDIWN) -> spandrel.ImageModelDescriptor[FDIWN]:
 
 
 def install(registry: spandrel.ArchRegistry | None = None) -> list[spandrel.ArchSupport]:
-    """Add FDIWN to spandrel's ``MAIN_REGISTRY`` (or ``registry``); returns what was added now.
+    """Add FDIWN to spandrel's ``MAIN_REGISTRY`` (or ``registry``).
 
     Idempotent: a second call adds nothing, and an architecture already
     registered under the id ``"FDIWN"`` is kept.
+
+    Args:
+        registry: The registry to add to; None means ``spandrel.MAIN_REGISTRY``.
+
+    Returns:
+        What was added by this call: one ``ArchSupport``, or none if FDIWN was there already.
     """
     target = spandrel.MAIN_REGISTRY if registry is None else registry
     return target.add(spandrel.ArchSupport.from_architecture(ARCHITECTURE), ignore_duplicates=True)

@@ -48,16 +48,24 @@ def reference_modules(importable: bool = False) -> list[str]:
     return found
 
 
+def _import(module: str):
+    if module == "fdiwn_sr.spandrel":
+        from spandrel_env import import_spandrel  # as tests/test_spandrel.py does, for this machine's torchvision
+
+        import_spandrel()
+    return importlib.import_module(module)
+
+
 def _importable(module: str) -> bool:
     try:
-        importlib.import_module(module)
+        _import(module)
     except ImportError:
         return False
     return True
 
 
 def public_names(module: str) -> list[str]:
-    return [name for name in importlib.import_module(module).__all__ if name != "__version__"]
+    return [name for name in _import(module).__all__ if name != "__version__"]
 
 
 def _mkdocs(config: Path, site: Path) -> subprocess.CompletedProcess:
@@ -121,7 +129,7 @@ def test_every_module_is_in_the_reference_or_named_internal():
     assert not documented & set(INTERNAL), "a module is both documented and internal"
     assert modules - set(INTERNAL) == documented, "document these modules or name them internal (and why)"
     for module in reference_modules(importable=True):
-        assert hasattr(importlib.import_module(module), "__all__"), f"{module} is documented but has no __all__"
+        assert hasattr(_import(module), "__all__"), f"{module} is documented but has no __all__"
 
 
 def _section(html: str, ident: str) -> str:
@@ -142,7 +150,7 @@ def _annotation_text(annotation: object) -> str:
 
 def _callables(module: str):
     """(identifier, signature) of every public function, class and public method in ``module.__all__``."""
-    mod = importlib.import_module(module)
+    mod = _import(module)
     for name in public_names(module):
         obj = getattr(mod, name)
         ident = f"{module}.{name}"
@@ -236,7 +244,7 @@ def _docstring_problems(ident: str, func, sig: inspect.Signature, docstring: str
 def test_public_docstrings_document_every_parameter_return_and_raise():
     problems = []
     for module in reference_modules(importable=True):
-        mod = importlib.import_module(module)
+        mod = _import(module)
         for ident, sig in _callables(module):
             name, *rest = ident.removeprefix(module + ".").split(".")
             obj = getattr(mod, name)
@@ -304,6 +312,8 @@ def python_blocks(page: Path) -> list[str]:
     return blocks
 
 
+SPANDREL_SHIM = "from spandrel_env import import_spandrel\nimport_spandrel()"
+
 # What the examples promise in their comments, checked after they ran (names from the page's blocks).
 CHECKS = {
     "README.md": """
@@ -314,6 +324,9 @@ assert batch.shape == (4, 3, 192, 192) and batch.dtype == torch.float32
     "usage.md": """
 assert big.size == (512, 384), big.size
 assert out.dtype == np.uint16 and out.shape == (600, 800), (out.dtype, out.shape)
+""",
+    "integrations.md": """
+assert sr.shape == (1, 3, 128, 128) and 0 <= float(sr.min()) and float(sr.max()) <= 1, sr.shape
 """,
     "video.md": """
 assert result.frames == 12 and (result.width, result.height) == (128, 96), result
@@ -359,6 +372,8 @@ def test_python_examples_of_the_page_run(page, docs_workdir, tmp_path):
     if page.name == "video.md":
         _need("av")
     script = "\n\n".join(python_blocks(page)) + "\n" + textwrap.dedent(CHECKS.get(page.name, ""))
+    if "import spandrel" in script:  # as tests/test_spandrel.py does, for this machine's torchvision
+        script = f"import sys\nsys.path.insert(0, {str(ROOT / 'tests')!r})\n{SPANDREL_SHIM}\n{script}"
     (tmp_path / "page.py").write_text(script)
     r = subprocess.run([sys.executable, str(tmp_path / "page.py")], cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"{page.name}:\n{r.stdout}\n{r.stderr}"
