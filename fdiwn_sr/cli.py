@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 from huggingface_hub.errors import HfHubHTTPError
 from tqdm import tqdm
 
-from . import __version__, checkpoints, images, load_model, tiling
+from . import __version__, batch, checkpoints, load_model, tiling
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
 from .onnx_export import DEFAULT_OPSET, export_onnx
@@ -20,7 +23,6 @@ from .publish import publish
 from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
-from .upscaler import default_device
 from .weights import download
 
 
@@ -38,45 +40,71 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    device = torch.device(args.device) if args.device else default_device()
+    worker = batch.Worker.from_env()  # one of several under torchrun, else alone
+    device = worker.device(args.device)
     if args.half and device.type == "cpu":
         raise ValueError("--half needs a CUDA or MPS device; on the CPU leave it off")
     tiling.check_options(args.tile, args.tile_overlap, None)
-    out = Path(args.output)
-    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
-    jobs, unmatched = images.find_images(args.inputs, exclude=None if to_file else out)
-    if to_file and len(jobs) + len(unmatched) != 1:
-        raise ValueError(f"-o {out} names one file but {len(jobs) + len(unmatched)} inputs were given; name a folder")
-    upscaler = load_model(
-        args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
-    )
-    suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    shard, shards = batch.parse_shard(args.shard) if args.shard else (0, 1)
+    jobs, unmatched = batch.plan(args.inputs, args.output, scale=args.scale, suffix=args.suffix, fmt=args.format)
+    mine = batch.share(jobs, shard * worker.world + worker.rank, shards * worker.world)
+    threads = args.threads or (worker.cpu_threads() if device.type == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)  # the CLI owns its process
     problems = [f"{item}: no such file, or no images in that folder or glob" for item in unmatched]
+    if worker.rank != 0:
+        problems = []  # every rank sees the same unmatched inputs; rank 0 reports them
     for problem in problems:
         tqdm.write(f"error: {problem}", file=sys.stderr)
-    targets: set[Path] = set()
-    written = 0
-    for src, rel in tqdm(jobs, desc="images", unit="image", disable=len(jobs) < 2):
-        ext = args.format or (src.suffix.lower()[1:] if src.suffix.lower()[1:] in images.OUTPUT_FORMATS else "png")
-        dst = out if to_file else out / rel.with_name(f"{rel.stem}{suffix}.{ext}")
-        try:
-            if dst in targets:
-                raise ValueError(f"another input is also written to {dst}")
-            targets.add(dst)
-            if dst.exists() and not args.overwrite:
-                raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
-            result = upscaler.upscale(
-                images.open_image(src), tile=args.tile, tile_overlap=args.tile_overlap, progress=True
-            )
-            images.save_image(result, dst, args.format)
-            written += 1
-        except (ValueError, OSError) as e:
-            problems.append(f"{src}: {e}")
-            tqdm.write(f"error: {problems[-1]}", file=sys.stderr)
-    print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}")
-    if problems:
-        print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
+    counts = {"written": 0, "skipped": 0}
+    with _terminate_as_exit(), worker.group():
+        upscaler = load_model(
+            args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
+        )
+        for job in tqdm(mine, desc="images", unit="image", disable=len(mine) < 2 or worker.rank != 0):
+            try:
+                status = batch.run_job(
+                    upscaler,
+                    job,
+                    fmt=args.format,
+                    overwrite=args.overwrite,
+                    tile=args.tile,
+                    tile_overlap=args.tile_overlap,
+                    progress=worker.world == 1,
+                )
+                counts[status] += 1
+            except (ValueError, OSError) as e:
+                problems.append(f"{job.src}: {e}")
+                tqdm.write(f"error: {problems[-1]}", file=sys.stderr)
+        parts = worker.gather((counts, len(mine), problems))
+    written, skipped = (sum(c[key] for c, _, _ in parts) for key in ("written", "skipped"))
+    total = sum(n for _, n, _ in parts)
+    problems = [p for _, _, ps in parts for p in ps]
+    if worker.rank == 0:
+        by = f" by {worker.world} processes" if worker.world > 1 else ""
+        share = f" (share {shard}/{shards} of {len(jobs)})" if shards > 1 else ""
+        print(f"upscaled {written} of {total} image(s) x{args.scale} into {args.output}{by}{share}")
+        if skipped:
+            print(f"skipped {skipped} whose output exists (--overwrite redoes them)")
+        if problems:
+            print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
     return 1 if problems else 0
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (a launcher stopping its workers, a scheduler's time limit) unwinds like Ctrl-C, so the
+    atomic writes delete their temp files; the previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -153,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--half", action="store_true", help="float16 on a GPU (global statistics stay float32)")
     up.add_argument("--format", choices=("png", "jpg", "webp"), help="default: the input's if png/jpg/webp, else png")
     up.add_argument("--suffix", help="appended to output file names (default: _x{scale})")
-    up.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    up.add_argument("--overwrite", action="store_true", help="redo existing outputs (default: skip, so reruns resume)")
+    up.add_argument("--shard", metavar="K/N", help="do share K (from 0) of N, e.g. one task of a Slurm array")
+    up.add_argument("--threads", type=int, help="CPU threads (default: torch's, or an even split among torchrun ranks)")
     up.set_defaults(func=_cmd_upscale)
 
     d = sub.add_parser("download", help="fill the weights cache ahead of time (for offline use)")
