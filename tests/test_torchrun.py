@@ -70,13 +70,13 @@ def test_two_ranks_write_every_output_once_and_a_rerun_nothing(folder, weights, 
     assert r.returncode != 0  # the corrupt file is a problem: exit 1 from the ranks
     # Totals over both ranks, printed once: 13 writes for 13 distinct files means each was written exactly once.
     assert r.stdout.count("upscaled ") == 1
-    assert f"upscaled {len(names)} of {len(names)} image(s) x4 into {out} by 2 processes" in r.stdout
+    assert f"upscaled {len(names)} of {len(names) + 1} image(s) x4 into {out} by 2 processes" in r.stdout
     assert "1 problem(s)" in r.stderr and f"{folder / CORRUPT}: cannot read image" in r.stderr
     assert_same_as(out, single, names)
 
     before = stamps(out)
     r = subprocess.run(torchrun(folder, out, weights), capture_output=True, text=True, timeout=600)
-    assert f"upscaled 0 of {len(names)} image(s)" in r.stdout
+    assert f"upscaled 0 of {len(names) + 1} image(s)" in r.stdout
     assert f"skipped {len(names)} whose output exists" in r.stdout
     assert stamps(out) == before  # nothing rewritten
 
@@ -124,7 +124,7 @@ def test_a_killed_rank_leaves_no_partial_file_and_a_rerun_completes(folder, weig
 
     r = subprocess.run(torchrun(folder, out, weights), capture_output=True, text=True, timeout=600)
     missing = len(names) - len(done)
-    assert f"upscaled {missing} of {len(names)} image(s)" in r.stdout and f"skipped {len(done)}" in r.stdout
+    assert f"upscaled {missing} of {len(names) + 1} image(s)" in r.stdout and f"skipped {len(done)}" in r.stdout
     assert_same_as(out, single, names)  # the rest done; a killed writer's temp file swept
     assert {name: stamp for name, stamp in stamps(out).items() if name in kept} == kept
 
@@ -132,12 +132,13 @@ def test_a_killed_rank_leaves_no_partial_file_and_a_rerun_completes(folder, weig
 def test_shards_split_the_inputs_disjointly(folder, weights, single, names, tmp_path, capsys):
     out = tmp_path / "out"
     common = [str(folder), "-o", str(out), "--weights", str(weights), "--device", "cpu"]
-    counts = []
+    written, shares = [], []
     for k in range(3):
         main(["upscale", *common, "--shard", f"{k}/3"])
-        stdout = capsys.readouterr().out
-        counts.append(int(stdout.split("upscaled ")[1].split()[0]))
-    assert sum(counts) == len(names) and max(counts) - min(counts) <= 1
+        words = capsys.readouterr().out.split("upscaled ")[1].split()  # upscaled W of N image(s) ...
+        written.append(int(words[0]))
+        shares.append(int(words[2]))
+    assert sum(written) == len(names) and sum(shares) == len(names) + 1 and max(shares) - min(shares) <= 1
     assert_same_as(out, single, names)
     for bad in ("3/3", "1", "a/b", "0/0"):
         assert main(["upscale", *common, "--shard", bad]) == 2
