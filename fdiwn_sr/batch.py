@@ -20,9 +20,9 @@ from typing import Any, Literal
 import torch
 
 from . import images
-from .upscaler import Upscaler, default_device
+from .upscaler import Upscaler, resolve_device
 
-__all__ = ["Job", "Worker", "parse_shard", "plan", "run_job", "share"]
+__all__ = ["Job", "Worker", "parse_shard", "plan", "remove_stale_temporaries", "run_job", "share"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def run_job(
     """
     if job.clash:
         raise ValueError(job.clash)
-    _remove_stale_temporaries(job.dst)
+    remove_stale_temporaries(job.dst)
     if job.dst.exists() and not overwrite:
         return "skipped"
     result = upscaler.upscale(images.open_image(job.src), **options)
@@ -100,7 +100,7 @@ def run_job(
     return "written"
 
 
-def _remove_stale_temporaries(dst: Path) -> None:
+def remove_stale_temporaries(dst: Path) -> None:
     """Delete temp files a killed writer of ``dst`` left behind (the atomic write's ``.{name}.*.tmp``).
 
     A process killed with SIGKILL between creating its temp file and renaming
@@ -134,7 +134,7 @@ class Worker:
 
     def device(self, requested: str | None) -> torch.device:
         """The requested device (default: the fastest present), one GPU per rank: ``cuda`` means cuda:LOCAL_RANK."""
-        device = torch.device(requested) if requested else default_device()
+        device = resolve_device(requested)
         if device.type == "cuda" and device.index is None and self.world > 1:
             device = torch.device("cuda", self.local_rank)
         return device

@@ -1,4 +1,4 @@
-"""`fdiwn-sr upscale` end to end: folders, globs, a corrupt file, resuming, formats, exit codes."""
+"""`fdiwn-sr upscale` end to end: folders, globs, a corrupt file, no silent overwrite, formats, exit codes."""
 
 from __future__ import annotations
 
@@ -51,15 +51,15 @@ def test_folder_with_a_corrupt_file(folder, tmp_path, authors_pt, capsys):
         assert b.mode == "L" and b.size == (96, 72)
 
 
-def test_existing_outputs_are_skipped_unless_overwrite(folder, tmp_path, authors_pt, capsys):
+def test_existing_outputs_are_kept_unless_overwrite(folder, tmp_path, authors_pt, capsys):
     out = tmp_path / "out"
     args = [folder / "a.png", "-o", out, "--weights", authors_pt(4), "--device", "cpu"]
     assert run(capsys, *args)[0] == 0
     (out / "a_x4.png").write_bytes(b"precious")
     (out / ".a_x4.png.k1ll3d.tmp").write_bytes(b"half")  # what a writer killed mid-write leaves
     code, stdout, _ = run(capsys, *args)
-    assert code == 0 and "upscaled 0 of 1 image(s)" in stdout and "skipped 1 whose output exists" in stdout
-    assert (out / "a_x4.png").read_bytes() == b"precious"  # a rerun resumes: what exists is kept
+    assert code == 0 and "1 already there, kept (--overwrite redoes them)" in stdout  # a rerun resumes
+    assert (out / "a_x4.png").read_bytes() == b"precious"
     assert files(out) == ["a_x4.png"]  # the stale temp file swept
     assert run(capsys, *args, "--overwrite")[0] == 0
     with Image.open(out / "a_x4.png") as im:

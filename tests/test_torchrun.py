@@ -77,7 +77,7 @@ def test_two_ranks_write_every_output_once_and_a_rerun_nothing(folder, weights, 
     before = stamps(out)
     r = subprocess.run(torchrun(folder, out, weights), capture_output=True, text=True, timeout=600)
     assert f"upscaled 0 of {len(names) + 1} image(s)" in r.stdout
-    assert f"skipped {len(names)} whose output exists" in r.stdout
+    assert f"{len(names)} already there, kept" in r.stdout
     assert stamps(out) == before  # nothing rewritten
 
 
@@ -124,7 +124,7 @@ def test_a_killed_rank_leaves_no_partial_file_and_a_rerun_completes(folder, weig
 
     r = subprocess.run(torchrun(folder, out, weights), capture_output=True, text=True, timeout=600)
     missing = len(names) - len(done)
-    assert f"upscaled {missing} of {len(names) + 1} image(s)" in r.stdout and f"skipped {len(done)}" in r.stdout
+    assert f"upscaled {missing} of {len(names) + 1} image(s)" in r.stdout and f"{len(done)} already there" in r.stdout
     assert_same_as(out, single, names)  # the rest done; a killed writer's temp file swept
     assert {name: stamp for name, stamp in stamps(out).items() if name in kept} == kept
 
