@@ -35,34 +35,28 @@ class Job:
 
 
 def plan(
-    inputs: Sequence[str | os.PathLike[str]],
-    output: str | os.PathLike[str],
+    found: Sequence[tuple[Path, Path]],
+    to_file: Path | None,
+    folder: str | os.PathLike[str],
     *,
-    scale: int,
-    suffix: str | None = None,
+    suffix: str,
     fmt: str | None = None,
-) -> tuple[list[Job], list[str]]:
-    """The jobs for ``inputs`` (files, folders, globs) and the inputs that matched nothing.
+) -> list[Job]:
+    """The job of each (file, path relative to its input folder) pair that :func:`images.find_images` found.
 
-    ``output`` is a folder (layout of input folders mirrored, names
-    ``{stem}{suffix}.{ext}``, suffix ``_x{scale}`` by default, ext the input's
-    if png/jpg/webp else png) or, for one input, a file name. A second input
-    that would land on an output already taken gets a ``clash``.
+    The output is ``to_file`` when the user named one, else ``folder`` with the
+    input folders' layout mirrored, named ``{stem}{suffix}.{ext}`` (ext the
+    input's if png/jpg/webp, else png, unless ``fmt``). A second input that
+    would land on an output already taken gets a ``clash``.
     """
-    out = Path(output)
-    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
-    found, unmatched = images.find_images(inputs, exclude=None if to_file else out)
-    if to_file and len(found) + len(unmatched) != 1:
-        raise ValueError(f"-o {out} names one file but {len(found) + len(unmatched)} inputs were given; name a folder")
-    suffix = f"_x{scale}" if suffix is None else suffix
     jobs: list[Job] = []
     taken: set[Path] = set()
     for src, rel in found:
         ext = fmt or (src.suffix.lower()[1:] if src.suffix.lower()[1:] in images.OUTPUT_FORMATS else "png")
-        dst = out if to_file else out / rel.with_name(f"{rel.stem}{suffix}.{ext}")
+        dst = to_file or Path(folder) / rel.with_name(f"{rel.stem}{suffix}.{ext}")
         jobs.append(Job(src, dst, f"another input is also written to {dst}" if dst in taken else None))
         taken.add(dst)
-    return jobs, unmatched
+    return jobs
 
 
 def parse_shard(text: str) -> tuple[int, int]:

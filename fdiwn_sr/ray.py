@@ -163,7 +163,8 @@ def upscale_dataset(
         inputs = [inputs]
     if Path(output_dir).suffix.lower()[1:] in images.OUTPUT_FORMATS:
         raise ValueError(f"output_dir {output_dir} looks like a file name; name a folder")
-    jobs, unmatched = batch.plan(inputs, output_dir, scale=scale, suffix=suffix, fmt=format)
+    found, unmatched = images.find_images(inputs, exclude=output_dir)
+    jobs = batch.plan(found, None, output_dir, suffix=f"_x{scale}" if suffix is None else suffix, fmt=format)
     result = UpscaleResult(unmatched=unmatched)
     if not jobs:
         return result
