@@ -222,9 +222,9 @@ def _upscale_files(
 
 
 def _about(src: Path, e: BaseException) -> str:
-    """One line about one file: the error, led by the file's path unless it names it already."""
+    """One line about one file: the error, led by the file's path unless it starts with it already."""
     line = _one_line(e)
-    return line if str(src) in line else f"{src}: {line}"
+    return line if line.startswith(str(src)) else f"{src}: {line}"
 
 
 def _check_writable(folder: Path) -> None:
