@@ -108,8 +108,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
             for note in notes:
                 tqdm.write(f"note: {note.message}", file=sys.stderr)
         except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for files it cannot identify
-            why = e if isinstance(e, ValueError) else ValueError(f"cannot read image: {_one_line(e)}")
-            problem(_about(job.src, why))
+            problem(
+                _about(job.src, e) if isinstance(e, ValueError) else f"{job.src}: cannot read image: {_one_line(e)}"
+            )
             continue
         todo.append((job.src, job.dst))
     threads = args.threads or (worker.cpu_threads() if device.type == "cpu" else None)
@@ -222,9 +223,9 @@ def _upscale_files(
 
 
 def _about(src: Path, e: BaseException) -> str:
-    """One line about one file: the error, led by the file's path unless it starts with it already."""
+    """One line about one file: the error, led by the file's path unless it names it already."""
     line = _one_line(e)
-    return line if line.startswith(str(src)) else f"{src}: {line}"
+    return line if str(src) in line else f"{src}: {line}"
 
 
 def _check_writable(folder: Path) -> None:
