@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +67,12 @@ def mixed_folder(tmp_path_factory) -> Path:
     from scale_out_data import make_folder
 
     return make_folder(tmp_path_factory.mktemp("mixed") / "in")
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: on a busy machine, threads waiting for each other crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
