@@ -1,7 +1,7 @@
 """Ray Data: upscale a dataset of images on a Ray cluster, one model per actor (``pip install 'fdiwn-sr[ray]'``).
 
-:class:`Upscale` is a callable class for :meth:`ray.data.Dataset.map_batches`
-over the batches :func:`ray.data.read_images` makes; :func:`upscale_dataset`
+[`Upscale`][fdiwn_sr.ray.Upscale] is a callable class for ``ray.data.Dataset.map_batches``
+over the batches ``ray.data.read_images`` makes; [`upscale_dataset`][fdiwn_sr.ray.upscale_dataset]
 reads files, upscales them and writes the results as ``fdiwn-sr upscale`` does
 (same output names, existing outputs skipped, bad files reported rather than
 fatal). Ray is imported only when these are used.
@@ -56,16 +56,40 @@ class Upscale(_Actor):
     object array of arrays when sizes or modes differ) and an optional ``path``
     column; returns the upscaled images (same dtype and channels: uint8 or
     uint16, gray, gray + alpha, RGB, RGBA) with their paths. Same-size images
-    run as one batch. ``options``: :func:`fdiwn_sr.load_model`'s and
-    :meth:`Upscaler.upscale`'s. Note that ``read_images`` reads palette images
+    run as one batch. Note that ``read_images`` reads palette images
     as raw indices unless given ``mode="RGBA"``, and ignores EXIF orientation;
-    :func:`upscale_dataset` reads files the way :func:`fdiwn_sr.upscale` does.
+    [`upscale_dataset`][fdiwn_sr.ray.upscale_dataset] reads files the way
+    [`fdiwn_sr.upscale`][fdiwn_sr.upscale] does.
+
+    Args:
+        scale: Upscaling factor: 2, 3 or 4.
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+        threads: Torch threads in the actor (None leaves torch's default).
+        **options: [`load_model`][fdiwn_sr.load_model]'s (``weights``, ``device``, ...) and
+            [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s (``tile``, ``tile_overlap``,
+            ``batch_size``).
+
+    Raises:
+        TypeError: If an option is neither [`load_model`][fdiwn_sr.load_model]'s nor
+            [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s.
     """
 
     def __init__(self, scale: int = 4, variant: str = "fdiwn", *, threads: int | None = None, **options: Any) -> None:
         super().__init__(scale, variant, threads, options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Upscale one batch of ``read_images`` rows.
+
+        Args:
+            batch: An ``image`` column and optionally a ``path`` column.
+
+        Returns:
+            The ``image`` column upscaled (same dtype and channels) and the ``path`` column as given.
+
+        Raises:
+            ValueError: If an image cannot be upscaled (its path is named).
+            TypeError: If an image has an unsupported type or dtype.
+        """
         arrays = [_as_image_array(a) for a in batch["image"]]
         paths = list(batch["path"]) if "path" in batch else [None] * len(arrays)
         try:
@@ -84,12 +108,25 @@ class Upscale(_Actor):
 
 
 class UpscaleFiles(_Actor):
-    """The actor behind :func:`upscale_dataset`: rows of (path, output) in, rows of (path, output, status, error) out.
+    """The actor behind [`upscale_dataset`][fdiwn_sr.ray.upscale_dataset]: rows of files in, rows of results out.
 
-    Reads each file with :func:`fdiwn_sr.images.open_image` (every mode, 16-bit,
+    Reads each file with ``fdiwn_sr.images.open_image`` (every mode, 16-bit,
     alpha, EXIF orientation, ICC profile kept), writes atomically, skips an
     existing output unless ``overwrite``; an unreadable file becomes a row with
     status ``error`` and the reason, never an exception.
+
+    Args:
+        scale: Upscaling factor: 2, 3 or 4.
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+        threads: Torch threads in the actor (None leaves torch's default).
+        fmt: Output format (``png``, ``jpg``, ``webp``); None keeps the input's where it can.
+        overwrite: Redo outputs that exist.
+        **options: [`load_model`][fdiwn_sr.load_model]'s and
+            [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s options.
+
+    Raises:
+        TypeError: If an option is neither [`load_model`][fdiwn_sr.load_model]'s nor
+            [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s.
     """
 
     def __init__(
@@ -106,6 +143,15 @@ class UpscaleFiles(_Actor):
         self.fmt, self.overwrite = fmt, overwrite
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Upscale the files of a batch of rows.
+
+        Args:
+            rows: Columns ``path``, ``output`` and ``clash`` (as ``upscale_dataset`` plans them).
+
+        Returns:
+            Columns ``path``, ``output``, ``status`` (``written``, ``skipped`` or ``error``) and
+            ``error`` (the reason, or empty).
+        """
         status: list[str] = []
         errors: list[str] = []
         for src, dst, clash in zip(rows["path"], rows["output"], rows["clash"], strict=True):
@@ -121,7 +167,15 @@ class UpscaleFiles(_Actor):
 
 @dataclass
 class UpscaleResult:
-    """What :func:`upscale_dataset` did: outputs written and skipped, and an errors record (path + reason)."""
+    """What [`upscale_dataset`][fdiwn_sr.ray.upscale_dataset] did.
+
+    Args:
+        written: Outputs written.
+        skipped: Outputs that existed and were kept.
+        errors: The errors record: one ``{"path": ..., "reason": ...}`` per file that could not be
+            read, decoded or written.
+        unmatched: Inputs (globs, folders) that matched no image.
+    """
 
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -152,9 +206,33 @@ def upscale_dataset(
     cores (default: 4, at most the cluster's) and torch that many threads, so
     that ``concurrency`` actors (default: as many as the cores hold) never
     oversubscribe a node. Outputs that exist are skipped unless ``overwrite``;
-    files that cannot be read or decoded end up in ``errors``. ``options``:
-    :func:`fdiwn_sr.load_model`'s (``weights=``, ``cache_dir=``, ...) and
-    :meth:`Upscaler.upscale`'s (``tile=``, ...).
+    files that cannot be read or decoded end up in ``errors``.
+
+    Args:
+        inputs: Image files, folders (searched recursively) and globs, or one of them.
+        output_dir: The output folder (on storage every node sees); outputs keep their paths
+            relative to the folder they were found in, as with ``fdiwn-sr upscale``.
+        scale: Upscaling factor: 2, 3 or 4.
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+        concurrency: Number of actors (default: one per GPU, or as many as the CPUs hold).
+        threads: CPUs reserved per actor on CPU nodes, and its torch threads (default 4, at
+            most the cluster's).
+        num_gpus: GPUs per actor (default 1 where the cluster has GPUs, else 0).
+        rows_per_batch: Files per actor call.
+        suffix: Added to each output's name before the extension (default ``_x{scale}``).
+        format: Output format (``png``, ``jpg``, ``webp``); None keeps the input's where it can.
+        overwrite: Redo outputs that exist.
+        **options: [`load_model`][fdiwn_sr.load_model]'s (``weights``, ``cache_dir``, ...) and
+            [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s (``tile``, ...).
+
+    Returns:
+        Outputs written and skipped, the errors record, and inputs that matched nothing.
+
+    Raises:
+        ValueError: If ``output_dir`` looks like a file name.
+        TypeError: If an option is neither [`load_model`][fdiwn_sr.load_model]'s nor
+            [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s.
+        ImportError: If the ``ray`` extra is not installed.
     """
     ray = require("ray", "ray", "fdiwn_sr.ray")
     require("ray.data", "ray", "fdiwn_sr.ray")

@@ -95,6 +95,7 @@ def site(tmp_path_factory) -> Path:
 INTERNAL = {
     "fdiwn_sr.allocator": "CPU memory tuning of the CLI and benchmarks",
     "fdiwn_sr.atomic": "the write helper the package uses",
+    "fdiwn_sr.batch": "the planning behind fdiwn-sr upscale's --shard and torchrun ranks; see Scale-out",
     "fdiwn_sr.backends": "chosen by load_model(backend=...); see the Performance guide",
     "fdiwn_sr.cli": "the command line; see the guides",
     "fdiwn_sr.errors": "its exceptions are documented under fdiwn_sr",
