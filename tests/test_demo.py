@@ -135,7 +135,8 @@ class Server:
         env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"} | {"TMPDIR": str(self.tmp)}
         env["GRADIO_ANALYTICS_ENABLED"] = "False"
         weights = [f"--weights={s}={converted[s]}" for s in (2, 4)]
-        self.log = (root / "server.log").open("w+")
+        self.log_path = root / "server.log"
+        self.log = self.log_path.open("w")
         cmd = [sys.executable, "-m", "fdiwn_sr", "serve", "--port", str(self.port), "--device", "cpu", *weights]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300  # importing torch and gradio on a busy 2-core machine is slow
@@ -152,8 +153,7 @@ class Server:
         raise RuntimeError(f"the server did not start:\n{self.output()}")
 
     def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
+        return self.log_path.read_text()
 
     def stop(self) -> int:
         if self.proc.poll() is None:
