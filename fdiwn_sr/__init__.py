@@ -12,7 +12,8 @@ from . import checkpoints
 from .errors import CheckpointError, IntegrityError, WeightsError
 from .images import ImageLike
 from .network import FDIWN, check_config
-from .upscaler import Upscaler
+from .upscaler import Upscaler, resolve_device
+from .video import upscale_video  # PyAV itself is imported only when a video is upscaled
 from .weights import resolve_weights
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "__version__",
     "load_model",
     "upscale",
+    "upscale_video",
 ]
 
 
@@ -48,6 +50,7 @@ def load_model(
     read from the file and must agree with the request.
     """
     check_config(scale, variant)
+    device = resolve_device(device)  # a missing GPU or a typo fails before any download
     path = resolve_weights(scale, variant, weights=weights, revision=revision, cache_dir=cache_dir, offline=offline)
     return Upscaler(checkpoints.load_network(path, scale, variant), device, dtype=dtype, backend=backend)
 
