@@ -101,7 +101,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
             for note in notes:
                 tqdm.write(f"note: {note.message}", file=sys.stderr)
         except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for files it cannot identify
-            problem(_about(src, e if isinstance(e, ValueError) else ValueError(f"cannot read image: {_one_line(e)}")))
+            problem(_about(src, e) if isinstance(e, ValueError) else f"{src}: cannot read image: {_one_line(e)}")
             continue
         todo.append((src, dst))
     upscaler = _load_upscaler(args, device) if todo or videos else None
