@@ -276,6 +276,23 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from . import demo  # Gradio only when serving
+
+    weights = {}
+    for item in args.weights or ():
+        scale, sep, path = item.partition("=")
+        if not sep or scale.lstrip("x") not in ("2", "3", "4"):
+            raise ValueError(f"--weights takes SCALE=FILE (e.g. 2=fdiwn_x2.safetensors), got {item!r}")
+        weights[int(scale.lstrip("x"))] = path
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request shuts down cleanly (temp files go)
+    with contextlib.suppress(KeyboardInterrupt):
+        demo.serve(
+            args.host, args.port, weights=weights, device=args.device, variant=args.variant, max_size=args.max_size
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fdiwn-sr", description="FDIWN lightweight super-resolution")
     p.add_argument("--version", action="version", version=f"fdiwn-sr {__version__}")
@@ -361,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13..20 (default: {DEFAULT_OPSET})")
     x.set_defaults(func=_cmd_export_onnx)
 
+    s = sub.add_parser("serve", help="a web page to try it: upload, before/after slider, download (fdiwn-sr[demo])")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, or the first free from 7860)")
+    s.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the fastest present)")
+    s.add_argument("--variant", default="fdiwn")
+    s.add_argument("--weights", action="append", metavar="SCALE=FILE", help="weights for a scale; repeatable")
+    s.add_argument(
+        "--max-size", type=_size, default="2048x2048", metavar="WxH", help="largest input accepted (default 2048x2048)"
+    )
+    s.set_defaults(func=_cmd_serve)
     p.add_argument("--debug", action="store_true", help=f"show tracebacks (also {DEBUG_ENV}=1)")
     for command in sub.choices.values():  # also after the command name; SUPPRESS keeps the top-level value
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -390,6 +417,15 @@ def explain(e: Exception) -> tuple[int, list[str]]:
     if isinstance(e, (OSError, HfHubHTTPError)):
         return 1, [_one_line(e)]
     return 1, [f"unexpected {type(e).__name__}: {_one_line(e)} (set {DEBUG_ENV}=1 or pass --debug for the traceback)"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .demo import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def main(argv: Sequence[str] | None = None) -> int:
