@@ -1,11 +1,11 @@
 """A web page to try FDIWN: upload, pick x2/x3/x4, compare before/after, download the PNG.
 
-``fdiwn-sr serve`` runs it locally; :func:`build_app` returns the Gradio app to
+``fdiwn-sr serve`` runs it locally; [`build_app`][fdiwn_sr.demo.build_app] returns the Gradio app to
 launch, mount or deploy (the repository's ``app.py`` is a Hugging Face Space
 entry). Gradio comes with the optional extra (``pip install 'fdiwn-sr[demo]'``)
 and is imported only here.
 
-The work itself (:class:`DemoUpscaler`) knows nothing of Gradio: models loaded
+The work itself ([`DemoUpscaler`][fdiwn_sr.demo.DemoUpscaler]) knows nothing of Gradio: models loaded
 lazily, once per scale, shared by every request; one job at a time per device;
 uploads read as image data with a size limit; results written as PNG at the
 input's full bit depth, alpha kept, in a private temporary folder that is
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MAX_SIZE", "SCALES", "DemoUpscaler", "Result", "build_app", "parse_size", "serve"]
 
 SCALES = (2, 3, 4)
-DEFAULT_MAX_SIZE = (2048, 2048)  # width, height of the largest input accepted
+"""The scales the page offers."""
+DEFAULT_MAX_SIZE = (2048, 2048)
+"""Width and height of the largest input accepted by default."""
 MAX_UPLOAD = "200mb"  # a 2048 x 2048 16-bit RGBA PNG stored uncompressed is 32 MB; room for odd encodings
 RESULT_AGE_S = 15 * 60  # results older than this are removed when the next job starts
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data" / "sample.png"  # present in a checkout
@@ -48,7 +50,17 @@ _BIT_DEPTH = {"I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 16, "F": 3
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"2048x2048"`` (or ``"2048"`` for a square) -> (width, height)."""
+    """Read a size as ``fdiwn-sr serve --max-size`` takes it.
+
+    Args:
+        text: ``"WIDTHxHEIGHT"`` in pixels, e.g. ``"2048x2048"``, or ``"2048"`` for a square.
+
+    Returns:
+        ``(width, height)``.
+
+    Raises:
+        ValueError: If the text is not one or two positive integers joined by ``x``.
+    """
     parts = text.lower().replace(" ", "").split("x")
     if len(parts) not in (1, 2) or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"a size is WIDTHxHEIGHT in pixels (e.g. 2048x2048), got {text!r}")
@@ -58,7 +70,16 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Result:
-    """One finished job: the upscaled image, its PNG and what the page reports."""
+    """One finished job: the upscaled image, its PNG and what the page reports.
+
+    Args:
+        image: The result in the input's mode (bit depth and alpha kept).
+        png: The result written as PNG at full bit depth; removed once it ages (15 minutes).
+        input_size: The input's (width, height).
+        seconds: The network's time, model loading excluded.
+        load_seconds: Time spent loading the model for this job (0 when it was loaded before).
+        device: The device the model ran on.
+    """
 
     image: Image.Image  # the result in the input's mode (bit depth and alpha kept)
     png: Path  # written at full bit depth; removed once it ages (see RESULT_AGE_S)
@@ -68,6 +89,11 @@ class Result:
     device: str
 
     def summary(self) -> str:
+        """The line the page shows under the result.
+
+        Returns:
+            Input and output size and mode, scale, time and device.
+        """
         w, h = self.input_size
         ow, oh = self.image.size
         load = f" (model loaded first, {self.load_seconds:.1f} s)" if self.load_seconds else ""
@@ -80,9 +106,21 @@ class Result:
 class DemoUpscaler:
     """The demo's work, apart from any web page; safe to share between threads.
 
-    ``weights`` maps a scale to a file (our safetensors or the authors' ``.pt``);
-    scales not named use the pretrained weights. ``load_options`` go to
-    :func:`fdiwn_sr.load_model` (``dtype``, ``backend``, ``cache_dir``, ...).
+    Models are loaded lazily, once per scale, and shared by every request; one job runs
+    at a time; results go to a private temporary folder removed when the object goes away.
+
+    Args:
+        weights: A file per scale (our safetensors or the authors' ``.pt``); scales not
+            named use the pretrained weights.
+        device: Where to run, as in [`load_model`][fdiwn_sr.load_model].
+        variant: ``"fdiwn"`` or ``"fdiwn-m"`` (the latter needs ``weights``).
+        max_size: The largest input accepted, (width, height) in pixels.
+        **load_options: More of [`load_model`][fdiwn_sr.load_model]'s options (``dtype``,
+            ``backend``, ``cache_dir``, ...).
+
+    Raises:
+        ValueError: If ``weights`` names a scale other than 2, 3 or 4, or ``max_size`` is not
+            two positive integers.
     """
 
     def __init__(
@@ -111,7 +149,17 @@ class DemoUpscaler:
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.workdir, ignore_errors=True)
 
     def model(self, scale: int) -> Upscaler:
-        """The model for ``scale``, loaded on first use and kept."""
+        """The model for ``scale``, loaded on first use and kept.
+
+        Args:
+            scale: 2, 3 or 4.
+
+        Returns:
+            The loaded model.
+
+        Raises:
+            ValueError: If ``scale`` is not 2, 3 or 4.
+        """
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         with self._load_lock:
@@ -123,13 +171,24 @@ class DemoUpscaler:
 
     @property
     def loaded_scales(self) -> list[int]:
+        """The scales whose models are loaded, ascending."""
         return sorted(self._models)
 
     def read(self, path: str | os.PathLike[str], name: str | None = None) -> Image.Image:
         """The uploaded file as an image; a clear ``ValueError`` when it is not one or is too large.
 
-        The size is read from the header before any pixel is decoded. ``name``
-        is what the message calls the file (never the server's path).
+        The size is read from the header before any pixel is decoded.
+
+        Args:
+            path: The uploaded file.
+            name: What messages call the file (never the server's path); default its name.
+
+        Returns:
+            The image, as [`fdiwn_sr.upscale`][fdiwn_sr.upscale] reads files.
+
+        Raises:
+            ValueError: If the file is not an image this demo can read, or is larger than
+                ``max_size``.
         """
         name = name or Path(path).name
         try:
@@ -156,7 +215,21 @@ class DemoUpscaler:
         name: str | None = None,
         progress: Callable[[float, str], None] | None = None,
     ) -> Result:
-        """Read, upscale and write the PNG of one upload; ``progress(fraction, what)`` is told each step."""
+        """Read, upscale and write the PNG of one upload.
+
+        Args:
+            path: The uploaded file.
+            scale: 2, 3 or 4 (an int, or a string such as ``"x2"`` from the page).
+            name: What messages and the PNG's name call the file; default its name.
+            progress: Called as ``progress(fraction, what)`` at each step.
+
+        Returns:
+            The result: image, PNG file, sizes and timings.
+
+        Raises:
+            ValueError: If the scale is not 2, 3 or 4, or the file is not a readable image
+                within ``max_size``.
+        """
         scale = _as_scale(scale)
         step = progress or (lambda _f, _w: None)
         image = self.read(path, name)
@@ -201,9 +274,23 @@ def build_app(
 ) -> gradio.Blocks:
     """The demo as a Gradio ``Blocks`` app, not launched: ``build_app().launch()``, or mount it.
 
-    Options are :class:`DemoUpscaler`'s. ``example`` is the picture offered as an
-    example (the bundled sample when present; None for none). The API endpoint
-    ``upscale`` takes (image file, scale) and returns the upscaled PNG file.
+    The API endpoint ``upscale`` takes (image file, scale) and returns the upscaled PNG file.
+
+    Args:
+        weights: A file per scale, as for [`DemoUpscaler`][fdiwn_sr.demo.DemoUpscaler].
+        device: Where to run, as in [`load_model`][fdiwn_sr.load_model].
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+        max_size: The largest input accepted, (width, height) in pixels.
+        example: The picture offered as an example (the bundled sample when present; None
+            for none).
+        **load_options: More of [`load_model`][fdiwn_sr.load_model]'s options.
+
+    Returns:
+        The app (a ``gradio.Blocks``).
+
+    Raises:
+        ValueError: For bad ``weights`` or ``max_size`` (see [`DemoUpscaler`][fdiwn_sr.demo.DemoUpscaler]).
+        ImportError: If the ``demo`` extra (Gradio) is not installed.
     """
     gr = require("gradio", "demo", "the web demo")
     worker = DemoUpscaler(weights=weights, device=device, variant=variant, max_size=max_size, **load_options)
@@ -268,8 +355,17 @@ def serve(host: str | None = "127.0.0.1", port: int | None = None, **options: An
 
     For a process of its own (``fdiwn-sr serve``, ``app.py``): unless
     ``GRADIO_TEMP_DIR`` is set, Gradio's files (uploads, results) go to a private
-    temporary folder that is removed when the server stops. ``host=None`` takes
-    ``GRADIO_SERVER_NAME`` (as a Hugging Face Space sets it), else 127.0.0.1.
+    temporary folder that is removed when the server stops.
+
+    Args:
+        host: The address to bind; None takes ``GRADIO_SERVER_NAME`` (as a Hugging Face
+            Space sets it), else 127.0.0.1.
+        port: The port; None lets Gradio choose (7860 or the next free one).
+        **options: [`build_app`][fdiwn_sr.demo.build_app]'s options.
+
+    Raises:
+        ValueError: For bad options (see [`DemoUpscaler`][fdiwn_sr.demo.DemoUpscaler]).
+        ImportError: If the ``demo`` extra (Gradio) is not installed.
     """
     private = None if os.environ.get("GRADIO_TEMP_DIR") else tempfile.mkdtemp(prefix="fdiwn-sr-serve-")
     if private:
