@@ -22,8 +22,19 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from . import checkpoints
+from .atomic import atomic_write_bytes
 from .errors import IntegrityError, WeightsError
 from .manifest import ModelEntry, load_manifest
+
+__all__ = [
+    "cache_path",
+    "convert_verified",
+    "default_cache_home",
+    "download",
+    "download_url",
+    "fetch_upstream",
+    "resolve_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +118,7 @@ def _place(src: Path, entry: ModelEntry, target: Path) -> Path:
     got = hashlib.sha256(data).hexdigest()
     if got != entry.sha256:
         raise _mismatch(f"{entry.hub.filename} from the Hub", entry.sha256, got)
-    checkpoints.atomic_write_bytes(target, data)
+    atomic_write_bytes(target, data)
     return target
 
 
