@@ -220,7 +220,7 @@ def test_upscale_of_a_tensor_is_forward_clamped_in_the_tensors_dtype(up):
     x = torch.rand(1, 3, 12, 10, dtype=torch.float64)
     out = up.upscale(x, tile=0)
     assert out.dtype == torch.float64 and float(out.min()) >= 0 and float(out.max()) <= 1
-    torch.testing.assert_close(out.float(), up.forward(x).clamp(0, 1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.float(), up.forward(x).clamp(0, 1), atol=2e-5, rtol=0)  # float64 vs 32 input
 
 
 @pytest.mark.parametrize(

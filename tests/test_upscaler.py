@@ -224,11 +224,11 @@ def test_a_request_too_large_for_any_tile(up, monkeypatch):
     with pytest.raises(ValueError, match=r"upscaled result \(1 x 3 x 36 x 52\) needs"):
         up.upscale(RGB8)
 
-    def no_memory(x):
+    def no_memory(placement, x):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.undo()
-    monkeypatch.setattr(up, "_forward_unit", no_memory)
+    monkeypatch.setattr(up, "_run", no_memory)
     with pytest.raises(ValueError, match="out of memory on cpu even with 16 x 16 tiles"):
         up.upscale(RGB8)
 
