@@ -22,7 +22,8 @@ from .errors import CheckpointError, IntegrityError, WeightsError
 from .images import ImageLike
 from .network import FDIWN, VariantName, check_config
 from .registry import ModelInfo, list_models, list_pretrained
-from .upscaler import PILInput, PILInputs, Result, UpscaleOptions, Upscaler
+from .upscaler import PILInput, PILInputs, Result, UpscaleOptions, Upscaler, resolve_device
+from .video import upscale_video  # PyAV itself is imported only when a video is upscaled
 from .weights import resolve_weights
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "list_pretrained",
     "load_model",
     "upscale",
+    "upscale_video",
 ]
 
 
@@ -60,6 +62,7 @@ def load_model(
     read from the file and must agree with the request.
     """
     check_config(scale, variant)
+    device = resolve_device(device)  # a missing GPU or a typo fails before any download
     path = resolve_weights(scale, variant, weights=weights, revision=revision, cache_dir=cache_dir, offline=offline)
     return Upscaler(checkpoints.load_network(path, scale, variant), device, dtype=dtype, backend=backend)
 

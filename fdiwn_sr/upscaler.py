@@ -28,7 +28,16 @@ from .network.blocks import CoefficientUnit, ShuffleAttention
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["LOW_PRECISION", "PILInput", "PILInputs", "Result", "UpscaleOptions", "Upscaler", "default_device"]
+__all__ = [
+    "LOW_PRECISION",
+    "PILInput",
+    "PILInputs",
+    "Result",
+    "UpscaleOptions",
+    "Upscaler",
+    "default_device",
+    "resolve_device",
+]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 _DTYPES = (torch.float32, *LOW_PRECISION)
@@ -69,6 +78,27 @@ def _statistics_in_float32(model: FDIWN) -> None:
             m._fp32_statistics = True
 
 
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device``, checked to exist here (None: :func:`default_device`); a typo or a missing GPU is a ValueError."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {str(device)!r} was asked for, but {why}; use 'cpu' or leave the device unset")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but MPS is not available here; use 'cpu'")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return dev
+
+
 @dataclass(frozen=True)
 class _Placement:
     """Where and how the network runs; swapped as one object by :meth:`Upscaler.to`, so a call in
@@ -99,7 +129,7 @@ class Upscaler:
         self.scale: int = model.scale
         self.variant: str = model.variant
         self._backend_request = backend
-        self._placement = self._place(torch.device(device) if device is not None else default_device(), dtype)
+        self._placement = self._place(resolve_device(device), dtype)
 
     def _place(self, device: torch.device, dtype: torch.dtype | None) -> _Placement:
         if dtype not in (None, *_DTYPES):
@@ -143,7 +173,7 @@ class Upscaler:
         """
         if isinstance(device, torch.dtype):
             device, dtype = None, device
-        target = torch.device(device) if device is not None else self.device
+        target = resolve_device(device) if device is not None else self.device
         self._placement = self._place(target, dtype if dtype is not None else self.dtype)
         return self
 
