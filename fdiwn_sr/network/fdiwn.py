@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,10 +11,25 @@ from torch import Tensor, nn
 
 from .blocks import FSWG, conv, fold_weight_norm
 
+__all__ = [
+    "EXPANSION",
+    "FDIWN",
+    "RGB_MEAN",
+    "SCALES",
+    "TRUNK_WIDTH",
+    "VARIANTS",
+    "Variant",
+    "VariantName",
+    "check_config",
+    "count_parameters",
+]
+
 TRUNK_WIDTH = 24
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SCALES = (2, 3, 4)
 """The upscaling factors FDIWN is built for."""
+VariantName = Literal["fdiwn", "fdiwn-m"]
+"""The variant names, for type checkers (the keys of ``VARIANTS``)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,7 @@ class FDIWN(nn.Module):
         ValueError: If the scale or the variant is not one of those listed.
     """
 
-    def __init__(self, scale: int = 4, variant: str = "fdiwn") -> None:
+    def __init__(self, scale: int = 4, variant: VariantName = "fdiwn") -> None:
         super().__init__()
         spec = check_config(scale, variant)
         self.scale, self.variant, self.order = scale, variant, spec.order
