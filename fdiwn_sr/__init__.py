@@ -1,6 +1,6 @@
 """fdiwn-sr: FDIWN lightweight super-resolution (Gao et al., AAAI 2022) for PyTorch.
 
-``load_model(scale, variant)`` gives an :class:`Upscaler`; ``upscale(image)`` is the
+``load_model(scale, variant)`` gives an [`Upscaler`][fdiwn_sr.Upscaler]; ``upscale(image)`` is the
 one-call form. ``list_models()`` / ``list_pretrained()`` say what exists. Every
 tensor on the public surface holds values in [0, 1].
 """
@@ -57,9 +57,39 @@ def load_model(
 ) -> Upscaler:
     """The one door to a ready network: weights found, validated, folded, on ``device``.
 
-    ``weights`` is our safetensors or the authors' ``.pt``; without it the
-    pretrained file is resolved (cache, then the Hub). Scale and variant are
-    read from the file and must agree with the request.
+    Without ``weights`` the pretrained file is resolved: the local cache, then the
+    Hugging Face Hub, then the authors' upstream copy, every byte checked against the
+    sha256 in the manifest (see [Pretrained weights][pretrained-weights]). Scale and variant
+    are read from the file and must agree with the request. The scale, variant and
+    device are checked before any weights are looked for.
+
+    Args:
+        scale: Upscaling factor: 2, 3 or 4.
+        variant: ``"fdiwn"`` (pretrained weights exist) or ``"fdiwn-m"`` (pass ``weights``).
+        weights: A local file to use instead of the pretrained one: our safetensors or
+            the authors' ``.pt``.
+        device: Where to run; None picks CUDA, then Apple's MPS, then the CPU.
+        dtype: ``torch.float32`` (None), or ``torch.float16`` / ``torch.bfloat16`` to run
+            under autocast (statistics stay in float32).
+        backend: ``"torch-fused"``, ``"onnxruntime"`` or ``"torch"``; None picks the fastest
+            exact one for the device and dtype (see [Performance][performance]).
+        revision: The Hub revision (branch, tag or commit) to download from.
+        cache_dir: The cache folder for this call (default ``FDIWN_SR_HOME``, else the
+            platform's user cache folder).
+        offline: True never downloads; None (the default) follows ``FDIWN_SR_OFFLINE`` and
+            ``HF_HUB_OFFLINE``.
+
+    Returns:
+        The ready network, to call [`upscale`][fdiwn_sr.Upscaler.upscale] on.
+
+    Raises:
+        ValueError: If the scale, variant, device, dtype or backend is not valid here.
+        FileNotFoundError: If ``weights`` does not exist.
+        CheckpointError: If the weights file is unreadable, not FDIWN's, or for another
+            scale or variant.
+        WeightsError: If the pretrained weights cannot be obtained (offline with nothing
+            cached, no pretrained weights for the variant, every source failed).
+        IntegrityError: If downloaded bytes do not match the manifest's sha256.
     """
     check_config(scale, variant)
     device = resolve_device(device)  # a missing GPU or a typo fails before any download
@@ -95,11 +125,29 @@ def upscale(
 ) -> Result | list[Result]:
     """Upscale with a model loaded once per (scale, variant, options) and kept for later calls.
 
-    Returns what :meth:`Upscaler.upscale` returns: a PIL image for a PIL image
-    or a path, an array for an array, a tensor (in [0, 1]) for a tensor, a
-    list for a list. ``kw`` takes :meth:`Upscaler.upscale`'s options (tile,
-    tile_overlap, batch_size, progress) and :func:`load_model`'s (weights,
-    device, dtype, ...).
+    The model comes from [`load_model`][fdiwn_sr.load_model] and is cached, four at most;
+    it is loaded (and on first use downloaded) before the image is checked. A weights
+    file changed on disk under the same path is not read again.
+
+    Args:
+        image: A PIL image, a numpy array, a torch tensor in [0, 1], a file path, or a
+            list of these (see [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]).
+        scale: Upscaling factor: 2, 3 or 4.
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+        **kw: [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s options (``tile``,
+            ``tile_overlap``, ``batch_size``, ``progress``) and
+            [`load_model`][fdiwn_sr.load_model]'s (``weights``, ``device``, ``dtype``,
+            ``backend``, ``revision``, ``cache_dir``, ``offline``).
+
+    Returns:
+        What [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale] returns: a PIL image for a PIL
+        image or a path, an array for an array, a tensor for a tensor, a list for a list.
+
+    Raises:
+        ValueError: For bad input or options (see [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]).
+        TypeError: For an unsupported input type or dtype.
+        FileNotFoundError: If a path or ``weights`` does not exist.
+        WeightsError: If the pretrained weights cannot be obtained.
     """
     options = {k: kw.pop(k) for k in _UPSCALE_OPTIONS if k in kw}
     return _cached_model(scale, variant, **kw).upscale(image, **options)

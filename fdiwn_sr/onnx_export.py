@@ -2,7 +2,7 @@
 
 The graph takes ``lr``, a (B, 3, H, W) float32 tensor in 0..255, and gives ``sr``,
 (B, 3, sH, sW) in the same range, unclamped: the network's own range, as in the
-authors' code (:meth:`fdiwn_sr.Upscaler.forward` is the same function on [0, 1]).
+authors' code ([`Upscaler.forward`][fdiwn_sr.Upscaler.forward] is the same function on [0, 1]).
 """
 
 from __future__ import annotations
@@ -115,7 +115,16 @@ def export_onnx(model: FDIWN, path: str | os.PathLike[str], *, opset: int = DEFA
 
 
 def cached_onnx_path(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> Path:
-    """Where the export of exactly this network (weights, versions, opset) is kept in the cache folder."""
+    """Where the export of exactly this network (weights, versions, opset) is kept in the cache folder.
+
+    Args:
+        model: The network.
+        opset: The ONNX opset.
+
+    Returns:
+        ``onnx/fdiwn_x{scale}_{variant}-{hash}.onnx`` under the cache folder (``FDIWN_SR_HOME``);
+        the hash covers the weights, the package and PyTorch versions and the opset.
+    """
     from . import __version__
     from .weights import default_cache_home
 
@@ -127,7 +136,23 @@ def cached_onnx_path(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> Path:
 
 
 def cached_onnx_bytes(model: FDIWN, *, opset: int = DEFAULT_OPSET) -> bytes:
-    """:func:`onnx_bytes`, kept in the cache folder so that only the first use pays for the export."""
+    """[`onnx_bytes`][fdiwn_sr.onnx_export.onnx_bytes], kept in the cache folder so that only the first use pays.
+
+    A damaged or unreadable cached file is replaced; a read-only cache costs the export
+    next time, nothing else.
+
+    Args:
+        model: The network.
+        opset: The ONNX opset, 13 to 20.
+
+    Returns:
+        The ONNX model as bytes.
+
+    Raises:
+        TypeError: If ``model`` is not an [`FDIWN`][fdiwn_sr.network.FDIWN].
+        ValueError: If ``opset`` is outside 13 to 20.
+        ImportError: If the ``onnx`` extra is not installed.
+    """
     path = cached_onnx_path(model, opset=opset)
     try:
         return path.read_bytes()

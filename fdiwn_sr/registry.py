@@ -20,7 +20,20 @@ __all__ = ["ModelInfo", "list_models", "list_pretrained"]
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One loadable network: ``load_model(info.scale, info.variant)`` (with ``weights=`` if not pretrained)."""
+    """One loadable network: ``load_model(info.scale, info.variant)`` (with ``weights=`` if not pretrained).
+
+    Args:
+        name: ``"fdiwn-x4"``, ``"fdiwn-m-x2"``: the manifest's key for pretrained ones.
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+        scale: Upscaling factor.
+        params: Number of parameters.
+        pretrained: Whether [`load_model`][fdiwn_sr.load_model] can fetch released weights for it.
+        set5_psnr_y: Set5 PSNR-Y (dB) of the pretrained weights, measured with the paper's
+            protocol; None where no weights are released.
+        set5_ssim_y: Set5 SSIM-Y of the pretrained weights, likewise.
+        paper_set5_psnr_y: Set5 PSNR-Y as printed in the paper (MATLAB evaluation).
+        paper_set5_ssim_y: Set5 SSIM-Y as printed in the paper.
+    """
 
     name: str  # "fdiwn-x4", "fdiwn-m-x2": the manifest's key for pretrained ones
     variant: VariantName
@@ -36,13 +49,23 @@ class ModelInfo:
 
 
 def list_models(pretrained: bool = False) -> list[ModelInfo]:
-    """Every variant at every scale (variants in table order, scales ascending); ``pretrained=True``: only
-    those with released weights."""
+    """Every variant at every scale, like timm's ``list_models``.
+
+    Args:
+        pretrained: Only those with released weights.
+
+    Returns:
+        The models, variants in table order, scales ascending.
+    """
     return [m for m in _all_models() if m.pretrained or not pretrained]
 
 
 def list_pretrained() -> list[ModelInfo]:
-    """The models whose weights ``load_model`` fetches (from the Hub, verified against the manifest)."""
+    """The models whose weights [`load_model`][fdiwn_sr.load_model] fetches (verified against the manifest).
+
+    Returns:
+        The pretrained models, as ``list_models(pretrained=True)``.
+    """
     return list_models(pretrained=True)
 
 

@@ -1,8 +1,8 @@
 """Upscaler: adapt input -> plan tiles -> run the network (inference form) -> adapt output.
 
 Every tensor on its public surface holds values in [0, 1]. The network itself
-(:class:`~fdiwn_sr.network.FDIWN`, like the authors' code and the ONNX export)
-works on 0..255; the scaling happens here, in :meth:`Upscaler._run`, and nowhere
+([`FDIWN`][fdiwn_sr.network.FDIWN], like the authors' code and the ONNX export)
+works on 0..255; the scaling happens here, in ``Upscaler._run``, and nowhere
 else.
 """
 
@@ -49,7 +49,7 @@ Result = Image.Image | np.ndarray | torch.Tensor
 
 
 class UpscaleOptions(TypedDict, total=False):
-    """The keyword options of :meth:`Upscaler.upscale` (documented there)."""
+    """The keyword options of [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale] (documented there)."""
 
     tile: int | None
     tile_overlap: int | None
@@ -114,7 +114,24 @@ class Upscaler:
 
     Holds no per-call state, so one instance can serve several threads.
     ``model`` is kept as given (the training or folded form, on the CPU) and is
-    what :meth:`to` rebuilds the backend from.
+    what [`to`][fdiwn_sr.Upscaler.to] rebuilds the backend from. Usually made by
+    [`load_model`][fdiwn_sr.load_model].
+
+    Args:
+        model: The network, in its training or folded form.
+        device: Where to run; None picks CUDA, then Apple's MPS, then the CPU.
+        dtype: ``torch.float32`` (None), ``torch.float16`` or ``torch.bfloat16``.
+        backend: ``"torch-fused"``, ``"onnxruntime"`` or ``"torch"``; None picks the fastest
+            exact one for the device and dtype.
+
+    Attributes:
+        model: The network as given.
+        scale: Upscaling factor of the network.
+        variant: ``"fdiwn"`` or ``"fdiwn-m"``.
+
+    Raises:
+        ValueError: If the dtype is not one of the three, or the backend cannot run on the
+            device and dtype.
     """
 
     def __init__(
@@ -141,15 +158,17 @@ class Upscaler:
 
     @property
     def device(self) -> torch.device:
+        """The device the network runs on."""
         return self._placement.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The precision the network runs in (``torch.float32`` unless asked otherwise)."""
         return self._placement.dtype
 
     @property
     def backend(self) -> str:
-        """The backend running the network (see :mod:`fdiwn_sr.backends`)."""
+        """The backend running the network: ``torch-fused``, ``onnxruntime`` or ``torch``."""
         return self._placement.runner.name
 
     @property
@@ -166,10 +185,21 @@ class Upscaler:
     def to(self, device: torch.device | str | torch.dtype | None = None, dtype: torch.dtype | None = None) -> Upscaler:
         """Move to another device and/or dtype in place and return ``self``, like ``nn.Module.to``.
 
-        The weights are not read again: the backend is rebuilt from :attr:`model`
+        The weights are not read again: the backend is rebuilt from ``model``
         in memory. ``to(torch.bfloat16)`` changes only the dtype. A backend named
-        when this Upscaler was made is kept (``ValueError`` if it cannot run
-        there); otherwise the fastest one for the new placement is chosen.
+        when this Upscaler was made is kept; otherwise the fastest one for the new
+        placement is chosen.
+
+        Args:
+            device: The new device, or a dtype (as in ``to(torch.float16)``); None keeps the device.
+            dtype: The new dtype; None keeps the dtype.
+
+        Returns:
+            This Upscaler.
+
+        Raises:
+            ValueError: If the dtype is not one of the three, or the backend named when this
+                Upscaler was made cannot run there.
         """
         if isinstance(device, torch.dtype):
             device, dtype = None, device
@@ -180,9 +210,18 @@ class Upscaler:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The network alone on a (B, 3, H, W) float tensor in [0, 1] on any device.
 
-        Returns (B, 3, sH, sW) float32 on :attr:`device`, in [0, 1] up to the
-        network's overshoot (unclamped): no tiling, no input adaptation. For
-        images of any kind, size or channel count use :meth:`upscale`.
+        No tiling, no input adaptation, no clamping: for images of any kind, size or
+        channel count use [`upscale`][fdiwn_sr.Upscaler.upscale].
+
+        Args:
+            x: RGB in [0, 1], shape (B, 3, H, W), floating point, on any device.
+
+        Returns:
+            (B, 3, scale * H, scale * W) float32 on ``device``, in [0, 1] up to the
+            network's overshoot (unclamped).
+
+        Raises:
+            ValueError: If ``x`` is not a (B, 3, H, W) floating-point tensor.
         """
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"forward takes a (B, 3, H, W) float tensor in [0, 1], got {_describe(x)}")
@@ -229,10 +268,29 @@ class Upscaler:
         tensors (C x H x W or B x C x H x W, float in [0, 1], any device; the
         result is clamped to [0, 1], in the input's dtype and on its device)
         and file paths (returned as PIL images). Same-size images in a list run
-        as one batch. ``tile``: None picks a size from free memory, 0 runs the
-        whole image at once, N uses N x N low-resolution tiles overlapping by
-        ``tile_overlap`` pixels (default 16). ``batch_size`` caps the images
-        or tiles per network call; ``progress`` shows a bar over the tiles.
+        as one batch. The input and options are checked before the network runs
+        (see [Upscaling images][upscaling-images] for every kind and mode).
+
+        Args:
+            image: The image, or a list of images of any kinds and sizes.
+            tile: None picks a tile size from free memory (the whole image when it fits),
+                0 runs the whole image at once, N uses N x N low-resolution tiles (N >= 16).
+            tile_overlap: Least overlap of neighbouring tiles in low-resolution pixels
+                (default 16, at most half the tile).
+            batch_size: Most images or tiles per network call (default: as many as the
+                memory budget holds).
+            progress: Show a progress bar over the tiles.
+
+        Returns:
+            Each image upscaled, in the kind it came in (a PIL image for a path); a list
+            for a list, in order.
+
+        Raises:
+            ValueError: For empty, NaN or out-of-range images, a wrong number of channels,
+                unreadable or refused files, an empty list, bad options, or a request that
+                cannot fit in memory.
+            TypeError: For an unsupported input type or dtype.
+            FileNotFoundError: If a path does not exist.
         """
         options = {"tile": tile, "overlap": tile_overlap, "batch_size": batch_size, "progress": progress}
         tiling.check_options(tile, tile_overlap, batch_size)

@@ -65,7 +65,7 @@ def _importable(module: str) -> bool:
 
 
 def public_names(module: str) -> list[str]:
-    return [name for name in _import(module).__all__ if name != "__version__"]
+    return list(_import(module).__all__)
 
 
 def _mkdocs(config: Path, site: Path) -> subprocess.CompletedProcess:
