@@ -12,7 +12,7 @@ import torch
 from huggingface_hub.errors import HfHubHTTPError
 from tqdm import tqdm
 
-from . import __version__, checkpoints, images, load_model, tiling
+from . import __version__, allocator, checkpoints, images, load_model, tiling
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
 from .onnx_export import DEFAULT_OPSET, export_onnx
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    allocator.tune_if_wanted(own_process=True)  # the command owns its process (FDIWN_SR_MALLOC_TUNING=0: not)
     try:
         return int(args.func(args))
     except (CheckpointError, WeightsError, FileNotFoundError, ValueError, TypeError, HfHubHTTPError) as e:

@@ -9,9 +9,7 @@ from . import images, tiling
 from .backends import make_runner
 from .images import ImageLike
 from .network import FDIWN
-from .network.blocks import CoefficientUnit, ShuffleAttention
-
-LOW_PRECISION = (torch.float16, torch.bfloat16)
+from .network.blocks import LOW_PRECISION
 
 
 def default_device() -> torch.device:
@@ -21,18 +19,6 @@ def default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def _statistics_in_float32(model: FDIWN) -> None:
-    """Under fp16/bf16 autocast, feed the global mean/std and group-norm sites float32 inputs.
-
-    Their squared deviations are what overflows or loses precision in half
-    precision; every convolution around them still runs in the low precision.
-    """
-    for m in model.modules():
-        if isinstance(m, (CoefficientUnit, ShuffleAttention)) and not getattr(m, "_fp32_statistics", False):
-            m.register_forward_pre_hook(lambda _m, args: (args[0].float(), *args[1:]))
-            m._fp32_statistics = True
 
 
 class Upscaler:
@@ -59,8 +45,6 @@ class Upscaler:
         self.backend: str = self._runner.name
         self.bytes_per_pixel: float = self._runner.bytes_per_pixel  # sizes automatic tiles
         self.model = model
-        if self.dtype in LOW_PRECISION:
-            _statistics_in_float32(model)
 
     def __repr__(self) -> str:
         return (
