@@ -12,7 +12,7 @@ from . import checkpoints
 from .errors import CheckpointError, IntegrityError, WeightsError
 from .images import ImageLike
 from .network import FDIWN, check_config
-from .upscaler import Upscaler
+from .upscaler import Upscaler, resolve_device
 from .weights import resolve_weights
 
 __version__ = "0.1.0"
@@ -48,6 +48,7 @@ def load_model(
     read from the file and must agree with the request.
     """
     check_config(scale, variant)
+    device = resolve_device(device)  # a missing GPU or a typo fails before any download
     path = resolve_weights(scale, variant, weights=weights, revision=revision, cache_dir=cache_dir, offline=offline)
     return Upscaler(checkpoints.load_network(path, scale, variant), device, dtype=dtype, backend=backend)
 

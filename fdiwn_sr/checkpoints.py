@@ -222,6 +222,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def check_writable_folder(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` and write (and drop) a probe file in it: raises the OSError a later write would meet."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def save_safetensors(
     model: FDIWN,
     path: str | os.PathLike[str],

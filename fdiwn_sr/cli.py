@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from huggingface_hub.errors import HfHubHTTPError
+from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, allocator, checkpoints, images, load_model, tiling
@@ -20,8 +23,14 @@ from .publish import publish
 from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
-from .upscaler import default_device
+from .upscaler import resolve_device
 from .weights import download
+
+DEBUG_ENV = "FDIWN_SR_DEBUG"
+
+
+class UsageError(ValueError):
+    """The command line asks for something that cannot run (exit code 2)."""
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -38,45 +47,98 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
-    device = torch.device(args.device) if args.device else default_device()
+    """Check everything the user gave (options, device, inputs, output folder) before loading any weights."""
+    device = resolve_device(args.device)
     if args.half and device.type == "cpu":
-        raise ValueError("--half needs a CUDA or MPS device; on the CPU leave it off")
+        raise UsageError("--half needs a CUDA or MPS device; on the CPU leave it off")
     tiling.check_options(args.tile, args.tile_overlap, None)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
+    limit = args.max_pixels or images.max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None:  # ours is the limit that speaks; this process is the CLI's own
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, limit)
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     out = Path(args.output)
     to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
     jobs, unmatched = images.find_images(args.inputs, exclude=None if to_file else out)
     if to_file and len(jobs) + len(unmatched) != 1:
-        raise ValueError(f"-o {out} names one file but {len(jobs) + len(unmatched)} inputs were given; name a folder")
-    upscaler = load_model(
-        args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
-    )
+        raise UsageError(f"-o {out} names one file but {len(jobs) + len(unmatched)} inputs were given; name a folder")
+    _check_writable(out.parent if to_file else out)
     suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
-    problems = [f"{item}: no such file, or no images in that folder or glob" for item in unmatched]
-    for problem in problems:
-        tqdm.write(f"error: {problem}", file=sys.stderr)
+    problems: list[str] = []
+
+    def problem(line: str) -> None:
+        problems.append(line)
+        tqdm.write(f"error: {line}", file=sys.stderr)
+
+    for item in unmatched:
+        problem(f"{item}: no such file, or no images in that folder or glob")
+    todo: list[tuple[Path, Path]] = []
     targets: set[Path] = set()
-    written = 0
-    for src, rel in tqdm(jobs, desc="images", unit="image", disable=len(jobs) < 2):
+    skipped = 0
+    for src, rel in jobs:
         ext = args.format or (src.suffix.lower()[1:] if src.suffix.lower()[1:] in images.OUTPUT_FORMATS else "png")
         dst = out if to_file else out / rel.with_name(f"{rel.stem}{suffix}.{ext}")
+        if dst in targets:
+            problem(f"{src}: another input is also written to {dst}")
+            continue
+        targets.add(dst)
+        if dst.exists() and not args.overwrite:
+            skipped += 1
+            continue
         try:
-            if dst in targets:
-                raise ValueError(f"another input is also written to {dst}")
-            targets.add(dst)
-            if dst.exists() and not args.overwrite:
-                raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
-            result = upscaler.upscale(
-                images.open_image(src), tile=args.tile, tile_overlap=args.tile_overlap, progress=True
-            )
-            images.save_image(result, dst, args.format)
-            written += 1
-        except (ValueError, OSError) as e:
-            problems.append(f"{src}: {e}")
-            tqdm.write(f"error: {problems[-1]}", file=sys.stderr)
-    print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}")
+            with Image.open(src) as im, warnings.catch_warnings(record=True) as notes:
+                warnings.simplefilter("always", images.PrecisionWarning)
+                images.check_still_image(im, src, limit)
+            for note in notes:
+                tqdm.write(f"note: {note.message}", file=sys.stderr)
+        except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for files it cannot identify
+            problem(_about(src, e if isinstance(e, ValueError) else ValueError(f"cannot read image: {_one_line(e)}")))
+            continue
+        todo.append((src, dst))
+    written = _upscale_files(args, device, todo, limit, problem) if todo else 0
+    kept = f"; {skipped} already there, kept (--overwrite redoes them)" if skipped else ""
+    print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}{kept}")
     if problems:
         print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _upscale_files(
+    args: argparse.Namespace, device: torch.device, todo: list[tuple[Path, Path]], limit: int, problem: Callable
+) -> int:
+    """Load the model once and upscale each (source, destination); a failing file is reported and skipped."""
+    upscaler = load_model(
+        args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
+    )
+    written = 0
+    for src, dst in tqdm(todo, desc="images", unit="image", disable=len(todo) < 2):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", images.PrecisionWarning)  # noted when the inputs were checked
+                image = images.open_image(src, limit)
+            result = upscaler.upscale(image, tile=args.tile, tile_overlap=args.tile_overlap, progress=True)
+            images.save_image(result, dst, args.format)
+            written += 1
+        except Exception as e:  # one file's failure, whatever it is, must not take the folder down
+            if _debug(args):
+                raise
+            problem(_about(src, e))
+    return written
+
+
+def _about(src: Path, e: BaseException) -> str:
+    """One line about one file: the error, led by the file's path unless it names it already."""
+    line = _one_line(e)
+    return line if str(src) in line else f"{src}: {line}"
+
+
+def _check_writable(folder: Path) -> None:
+    """Create the output folder and write a probe file there, so a bad -o fails before any image is upscaled."""
+    try:
+        checkpoints.check_writable_folder(folder)
+    except OSError as e:
+        raise UsageError(f"cannot write to the output folder {folder}: {e.strerror or e}") from None
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -153,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--half", action="store_true", help="float16 on a GPU (global statistics stay float32)")
     up.add_argument("--format", choices=("png", "jpg", "webp"), help="default: the input's if png/jpg/webp, else png")
     up.add_argument("--suffix", help="appended to output file names (default: _x{scale})")
-    up.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    up.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: keep them)")
+    up.add_argument(
+        "--max-pixels",
+        type=int,
+        help=f"largest input in pixels (default: {images.MAX_PIXELS_ENV} or {images.MAX_PIXELS:,}); guards memory",
+    )
     up.set_defaults(func=_cmd_upscale)
 
     d = sub.add_parser("download", help="fill the weights cache ahead of time (for offline use)")
@@ -193,17 +260,53 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--weights", help="safetensors or authors' .pt (default: pretrained)")
     x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13..20 (default: {DEFAULT_OPSET})")
     x.set_defaults(func=_cmd_export_onnx)
+
+    p.add_argument("--debug", action="store_true", help=f"show tracebacks (also {DEBUG_ENV}=1)")
+    for command in sub.choices.values():  # also after the command name; SUPPRESS keeps the top-level value
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _debug(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def explain(e: Exception) -> tuple[int, list[str]]:
+    """Exit code and the one or two lines the user sees for an error that ended a command.
+
+    2: the request itself is wrong (options, paths, a weights file of the wrong
+    kind); 1: something failed on the way (weights not obtainable, a disk
+    error, a bug). Weights errors give the command line's fixes.
+    """
+    if isinstance(e, WeightsError):
+        return 1, [_one_line(e.cause if e.cause else e), f"fix: {e.cli_fix}"] if e.cli_fix else [_one_line(e)]
+    if isinstance(e, (UsageError, CheckpointError, FileNotFoundError, ValueError, TypeError)):
+        return 2, [_one_line(e)]
+    if isinstance(e, (OSError, HfHubHTTPError)):
+        return 1, [_one_line(e)]
+    return 1, [f"unexpected {type(e).__name__}: {_one_line(e)} (set {DEBUG_ENV}=1 or pass --debug for the traceback)"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; every failure ends in a line or two on stderr and an exit code, Ctrl-C in 130."""
     args = build_parser().parse_args(argv)
     allocator.tune_if_wanted(own_process=True)  # the command owns its process (FDIWN_SR_MALLOC_TUNING=0: not)
     try:
         return int(args.func(args))
-    except (CheckpointError, WeightsError, FileNotFoundError, ValueError, TypeError, HfHubHTTPError) as e:
-        print(f"fdiwn-sr {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"fdiwn-sr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if _debug(args):
+            raise
+        code, lines = explain(e)
+        print(f"fdiwn-sr {args.command}: error: {lines[0]}", *lines[1:], sep="\n  ", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

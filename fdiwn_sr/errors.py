@@ -6,7 +6,15 @@ class CheckpointError(ValueError):
 
 
 class WeightsError(OSError):
-    """Weights could not be obtained: not cached, offline, download failed."""
+    """Weights could not be obtained: not cached, offline, download failed, cache folder unusable.
+
+    ``cause`` says what failed; ``fix`` what to do from Python, ``cli_fix`` the
+    same in the command line's terms (the CLI prints ``cause`` and ``cli_fix``).
+    """
+
+    def __init__(self, cause: str, fix: str = "", cli_fix: str = "") -> None:
+        super().__init__(f"{cause}. Fix: {fix}" if fix else cause)
+        self.cause, self.fix, self.cli_fix = cause, fix, cli_fix
 
 
 class IntegrityError(WeightsError):

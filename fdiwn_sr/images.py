@@ -5,13 +5,20 @@ layout, ICC profile, EXIF, palette) in a :class:`Spec`; ``from_tensor`` gives
 the upscaled result back in that same form. C is 1 (gray), 2 (gray + alpha),
 3 (RGB) or 4 (RGBA). Integer images are scaled by their full range (255 or
 65535) so 16-bit data keeps 16-bit precision end to end.
+
+Files are read by :func:`open_image`, which refuses what would come out wrong:
+animations (one frame of many is not the picture), images over the pixel
+limit (``FDIWN_SR_MAX_PIXELS``), and says so (:class:`PrecisionWarning`) when
+Pillow reads a 16-bit-per-channel colour file as 8 bits.
 """
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import io
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +47,33 @@ _PIL_READ: dict[str, tuple[str | None, float]] = {
     "I;16B": (None, 65535.0),
     "I;16N": (None, 65535.0),
     "I": (None, 65535.0),  # 32-bit integer images are taken to hold 16-bit data (as Pillow reads 16-bit PNGs)
-    "F": (None, 255.0),  # Pillow's float convention: convert("F") of an 8-bit image gives 0..255
+    "F": (None, 255.0),  # 0..255 (Pillow's convert("F")), or 0..1 when every value is in [0, 1]: see _float_scale
 }
 _UINT16_LAYOUT = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}
 _NUMPY_SCALE = {"u1": 255.0, "u2": 65535.0, "f2": 1.0, "f4": 1.0, "f8": 1.0}
 _KEPT_INFO = ("icc_profile", "exif")
 OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}  # what save_image writes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga", ".ppm", ".pgm")
+MAX_PIXELS = 50_000_000  # default file size limit, below Pillow's decompression-bomb limit (89.5 MP)
+MAX_PIXELS_ENV = "FDIWN_SR_MAX_PIXELS"
+
+
+class PrecisionWarning(UserWarning):
+    """A file holds more precision than Pillow reads from it (16-bit-per-channel colour comes in as 8 bits)."""
+
+
+def max_pixels() -> int:
+    """The largest image file (in pixels) :func:`open_image` reads by default: FDIWN_SR_MAX_PIXELS or 50 MP."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return MAX_PIXELS
+    try:
+        limit = int(float(value))
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV}={value!r} is not a number of pixels (e.g. 200000000)") from None
+    if limit < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}={value!r} must be a positive number of pixels")
+    return limit
 
 
 @dataclass(frozen=True)
@@ -61,6 +88,7 @@ class Spec:
     dtype: Any = None  # numpy or torch dtype
     ndim: int = 0  # numpy 2 (H x W) or 3; torch 3 (C x H x W) or 4
     device: torch.device | None = None
+    scale: float = 255.0  # full-scale value of a PIL image's pixels ("F": 255 or 1, see _float_scale)
 
 
 def to_tensor(image: ImageLike) -> tuple[torch.Tensor, Spec]:
@@ -94,17 +122,64 @@ def from_tensor(y: torch.Tensor, spec: Spec) -> Image.Image | np.ndarray | torch
     return _to_pil(hwc, spec)
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Read a whole image file; a missing file is FileNotFoundError, an unreadable one ValueError."""
+def open_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> Image.Image:
+    """Read a whole still image file; refuse what would come out wrong.
+
+    A missing file is FileNotFoundError; an unreadable or truncated one, an
+    animation (several frames: upscaling one of them would silently drop the
+    rest), or one over ``max_pixels`` (default :func:`max_pixels`) is ValueError.
+    A 16-bit-per-channel RGB(A) PNG or TIFF is read as 8 bits by Pillow: a
+    :class:`PrecisionWarning` says so.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {p}" if not p.exists() else f"not a file: {p}")
     try:
         with Image.open(p) as im:
+            check_still_image(im, p, max_pixels)
             im.load()
             return im
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {p}: {e}") from e
+
+
+def check_still_image(im: Image.Image, path: Path, max_pixels: int | None = None) -> None:
+    """The checks open_image makes from a file's header alone (cheap: no pixels decoded)."""
+    limit = max_pixels if max_pixels is not None else globals()["max_pixels"]()
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        raise ValueError(
+            f"{path} is an animation or multi-page file ({frames} frames); fdiwn-sr upscales still images only. "
+            "Extract the frames (e.g. ffmpeg -i in.gif frame%04d.png) and upscale those"
+        )
+    if im.width * im.height > limit:
+        raise ValueError(
+            f"{path} is {im.width} x {im.height} = {im.width * im.height / 1e6:.1f} megapixels, over the limit of "
+            f"{limit / 1e6:g}; if you trust the file and have the memory, raise it with {MAX_PIXELS_ENV}=N "
+            "(or --max-pixels N)"
+        )
+    depth = _colour_bit_depth(im, path)
+    if depth > 8:
+        warnings.warn(
+            f"{path}: {depth}-bit-per-channel {im.mode} is read by Pillow as 8 bits; the output has 8 bits per "
+            "channel. For the full depth, read it as a uint16 array (e.g. with tifffile or OpenCV) and upscale that",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+
+
+def _colour_bit_depth(im: Image.Image, path: Path) -> int:
+    """Bits per channel a colour PNG or TIFF stores (8 when unknown or gray: Pillow reads 16-bit gray fully)."""
+    if im.mode not in ("RGB", "RGBA"):
+        return 8
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            header = f.read(26)  # signature, IHDR length and type, width, height, then bit depth
+        return header[24] if len(header) == 26 else 8
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, 8)  # BitsPerSample
+        return max(bits) if isinstance(bits, tuple) else int(bits)
+    return 8
 
 
 def find_images(
@@ -115,33 +190,65 @@ def find_images(
     Returns (file, path relative to the folder it was found in) pairs, so that
     outputs can mirror a folder's layout, and the inputs that matched nothing.
     Folders and globs yield files with an image suffix only; files under
-    ``exclude`` (an output folder inside an input folder) are left out.
+    ``exclude`` (an output folder inside an input folder) are left out. Links to
+    folders are not followed (no loops); a file reached twice is listed once.
     """
     skip = Path(exclude).resolve() if exclude is not None else None
     found: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
     unmatched: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_file():
-            found.append((p, Path(p.name)))
-            continue
-        if p.is_dir():
-            candidates = [(f, f.relative_to(p)) for f in sorted(p.rglob("*"))]
+            candidates = [(p, Path(p.name))]
+        elif p.is_dir():
+            candidates = [(f, f.relative_to(p)) for f in _walk(p)]
         elif any(c in str(item) for c in "*?["):
-            candidates = [(Path(m), Path(Path(m).name)) for m in sorted(glob.glob(str(item), recursive=True))]
+            candidates = [(f, Path(f.name)) for f in _glob(str(item))]
         else:
             candidates = []
-        matches = [
-            (f, rel)
-            for f, rel in candidates
-            if f.is_file()
-            and f.suffix.lower() in IMAGE_SUFFIXES
-            and (skip is None or not f.resolve().is_relative_to(skip))
-        ]
-        if not matches:
+        named, matched = p.is_file(), False
+        for f, rel in candidates:
+            real = f.resolve()
+            if not f.is_file() or not (named or f.suffix.lower() in IMAGE_SUFFIXES):
+                continue
+            if skip is not None and real.is_relative_to(skip):
+                continue
+            matched = True
+            if real not in seen:
+                seen.add(real)
+                found.append((f, rel))
+        if not matched:
             unmatched.append(str(item))
-        found += matches
     return found, unmatched
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted; links to folders are not entered."""
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs.sort()
+        files += [Path(folder) / n for n in names]
+    return sorted(files)
+
+
+def _glob(pattern: str) -> list[Path]:
+    """``glob`` semantics (``**`` spans folders) over a walk that never follows a link to a folder."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    if not root.is_dir():
+        return []
+    regex = ""
+    for i, part in enumerate(parts[fixed:]):
+        last = i == len(parts) - fixed - 1
+        if part == "**":
+            regex += ".*" if last else "(?:.*/)?"
+        else:
+            regex += fnmatch.translate(part).removeprefix("(?s:").removesuffix(")\\Z").replace(".*", "[^/]*")
+            regex += "" if last else "/"
+    matcher = re.compile(regex + r"\Z", re.DOTALL)
+    return [f for f in _walk(root) if matcher.match(f.relative_to(root).as_posix()) and not f.name.startswith(".")]
 
 
 def save_image(image: Image.Image, path: str | os.PathLike[str], fmt: str | None = None) -> None:
@@ -181,8 +288,18 @@ def _savable(im: Image.Image, pil_format: str) -> Image.Image:
     return im.convert("RGBA" if im.has_transparency_data else "RGB")
 
 
-def _read_pil(im: Image.Image) -> tuple[torch.Tensor, str]:
-    """(H, W, C) float32 in [0, 1] and the mode the output should have."""
+def _float_scale(pixels: np.ndarray) -> float:
+    """Full scale of an "F" image: 1 when every value is in [0, 1] (float image files: TIFF, EXR-style), else 255.
+
+    255 is Pillow's own convention (``convert("F")`` of an 8-bit image). An
+    image meant as 0..255 whose brightest pixel is at most 1 (black to the eye)
+    would be read as 0..1: the one case this rule gets wrong.
+    """
+    return 1.0 if pixels.size and float(np.nanmax(pixels)) <= 1.0 else 255.0
+
+
+def _read_pil(im: Image.Image) -> tuple[torch.Tensor, str, float]:
+    """(H, W, C) float32 in [0, 1], the mode the output should have, and the pixels' full-scale value."""
     mode = im.mode
     if mode in ("L", "RGB") and "transparency" in im.info:  # colour-key transparency becomes an alpha channel
         im = im.convert(mode + "A" if mode == "L" else "RGBA")
@@ -192,24 +309,26 @@ def _read_pil(im: Image.Image) -> tuple[torch.Tensor, str]:
     elif mode in _PIL_READ:
         read_as, scale = _PIL_READ[mode]
         pixels = np.asarray(im if read_as is None else im.convert(read_as))
+        if mode == "F":
+            scale = _float_scale(pixels)
     else:
         raise ValueError(f"unsupported PIL mode {mode!r}; supported: P and {', '.join(_PIL_READ)}")
     x = torch.from_numpy(pixels.astype(np.float32))
     x = x[..., None] if x.ndim == 2 else x
     _check_values(x, scale, f"PIL mode {mode}")
-    return x.div_(scale), mode
+    return x.div_(scale), mode, scale
 
 
 def _from_pil(im: Image.Image) -> tuple[torch.Tensor, Spec]:
     _check_size(im.height, im.width)
     if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: show the image the way a viewer would
         im = ImageOps.exif_transpose(im)
-    x, mode = _read_pil(im)
+    x, mode, scale = _read_pil(im)
     info = {k: im.info[k] for k in _KEPT_INFO if im.info.get(k)}
     palette = _palette_strip(im) if mode == "P" else None
     if palette is not None and "transparency" in im.info:
         info["transparency"] = im.info["transparency"]
-    return x.permute(2, 0, 1)[None].contiguous(), Spec("pil", x.shape[2], mode, info, palette)
+    return x.permute(2, 0, 1)[None].contiguous(), Spec("pil", x.shape[2], mode, info, palette, scale=scale)
 
 
 def _palette_strip(im: Image.Image) -> Image.Image:
@@ -234,7 +353,7 @@ def _to_pil(hwc: torch.Tensor, spec: Spec) -> Image.Image:
     elif mode == "I":
         out = Image.fromarray(_quantise(hwc, 65535.0, np.dtype(np.int32))[..., 0])
     elif mode == "F":
-        out = Image.fromarray(hwc[..., 0].cpu().numpy().astype(np.float32) * np.float32(255.0))
+        out = Image.fromarray(hwc[..., 0].cpu().numpy().astype(np.float32) * np.float32(spec.scale))
     else:
         a = _quantise(hwc, 255.0, np.dtype(np.uint8))
         if mode == "P" and spec.palette is not None:
@@ -253,7 +372,8 @@ def _encode_palette(a: np.ndarray, strip: Image.Image) -> Image.Image:
     lookup = Image.new("P", (1, 1))  # all 256 slots filled by repeating the N entries: index % N is the entry
     lookup.putpalette(np.resize(entries[:, :3], (256, 3)).astype(np.uint8).tobytes())
     rgb = np.ascontiguousarray(a[..., :3])
-    idx = np.array(Image.fromarray(rgb).quantize(palette=lookup, dither=Image.Dither.NONE)).reshape(-1) % len(entries)
+    quantised = Image.fromarray(rgb).quantize(palette=lookup, dither=Image.Dither.NONE)
+    idx = np.asarray(quantised).reshape(-1).astype(np.intp) % len(entries)  # 256 entries do not fit in uint8
     if a.shape[2] == 4:
         want_opaque = a[..., 3].reshape(-1) >= 128
         opaque = entries[:, 3] >= 128
@@ -272,10 +392,10 @@ def _encode_palette(a: np.ndarray, strip: Image.Image) -> Image.Image:
 
 
 def _quantise(hwc: torch.Tensor, scale: float, dtype: np.dtype) -> np.ndarray:
-    """Round [0, 1] values to ``dtype``: integers get their full range, floats stay floats."""
+    """Round [0, 1] values to ``dtype``: integers get their full range, floats stay floats. Overwrites ``hwc``."""
     if dtype.kind == "f":
         return hwc.cpu().numpy().astype(dtype)
-    return (hwc * scale).round_().cpu().numpy().astype(dtype)
+    return hwc.mul_(scale).round_().cpu().numpy().astype(dtype)  # in place: hwc is always a fresh copy here
 
 
 def _from_numpy(a: np.ndarray) -> tuple[torch.Tensor, Spec]:

@@ -25,6 +25,7 @@ DEFAULT_OVERLAP = 16
 BYTES_PER_PIXEL = 7.5 * 1024
 CPU_BUDGET = 2**30  # activation memory one CPU forward pass may use by default
 GPU_SHARE = 0.5  # share of free accelerator memory one forward pass may use
+FINAL_COPIES = 2  # result-sized buffers made after the network: the clamped copy, the caller's array or image
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -107,12 +108,26 @@ def axis_weights(starts: tuple[int, ...], tile: int, n: int, scale: int) -> list
 def make_plan(
     height: int, width: int, images: int, budget: int, tile: int | None, overlap: int | None, batch: int | None
 ) -> Plan:
-    """``tile``: None = whole image if it fits ``budget`` pixels, else the largest tile that does; 0 = whole."""
+    """``tile``: None = whole image if it fits ``budget`` pixels, else the largest tile that does; 0 = whole.
+
+    The options are checked again once the automatic choices are made: an
+    overlap that the chosen tile cannot hold is a ValueError, never a blank or
+    broken result.
+    """
+    automatic = tile is None
     if tile is None:
         tile = 0 if height * width <= budget else max(MIN_TILE, math.isqrt(budget) // 8 * 8)
     th, tw = (height, width) if tile == 0 else (min(tile, height), min(tile, width))
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, max(th, tw) // 4)
+    tiled = [t for t, n in ((th, height), (tw, width)) if t < n]  # axes cut into several tiles
+    if tiled and overlap > min(tiled) // 2:
+        hint = (
+            f"the memory budget allows tiles of {min(tiled)} pixels; lower tile_overlap to {min(tiled) // 2} or less"
+            if automatic
+            else f"lower tile_overlap to {min(tiled) // 2} or less, or use larger tiles"
+        )
+        raise ValueError(f"tile_overlap={overlap} is more than half a tile ({min(tiled)} pixels): {hint}")
     if batch is None:
         batch = max(1, budget // (th * tw))
     rows, cols = axis_starts(height, th, overlap), axis_starts(width, tw, overlap)
@@ -120,13 +135,15 @@ def make_plan(
 
 
 def check_options(tile: int | None, overlap: int | None, batch: int | None) -> None:
-    if tile is not None and (not isinstance(tile, int) or (tile != 0 and tile < MIN_TILE)):
+    """The options on their own; :func:`make_plan` checks them again with the tile it picks."""
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or (tile != 0 and tile < MIN_TILE)):
         raise ValueError(f"tile must be None (automatic), 0 (whole image) or an integer >= {MIN_TILE}, got {tile!r}")
     if overlap is not None:
         limit = None if tile in (None, 0) else tile // 2
-        if not isinstance(overlap, int) or overlap < 0 or (limit is not None and overlap > limit):
+        bad_type = isinstance(overlap, bool) or not isinstance(overlap, int)
+        if bad_type or overlap < 0 or (limit is not None and overlap > limit):
             raise ValueError(f"tile_overlap must be an integer in 0..{limit or 'tile/2'}, got {overlap!r}")
-    if batch is not None and (not isinstance(batch, int) or batch < 1):
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch!r}")
 
 
@@ -148,19 +165,23 @@ def upscale_tiled(
     batch_size: int | None = None,
     progress: bool = False,
     bytes_per_pixel: float = BYTES_PER_PIXEL,
+    copies: int = FINAL_COPIES,
 ) -> torch.Tensor:
     """Run ``forward`` ((N, 3, h, w) -> (N, 3, sh, sw)) over ``x`` (B, 3, H, W) tile by tile.
 
     The result is assembled on ``x``'s device. ``device`` is where ``forward``
     runs; its free memory over ``forward``'s ``bytes_per_pixel`` sizes automatic tiles. Out of memory, the tile is
-    halved (one tile per call) and the image redone, down to MIN_TILE.
+    halved (one tile per call) and the image redone, down to MIN_TILE. Before any work,
+    :func:`check_memory` makes sure the input, the result and ``copies`` more result-sized
+    buffers fit.
     """
     check_options(tile, overlap, batch_size)
     b, _, h, w = x.shape
-    canvas = _allocate(b, h * scale, w * scale, x.device)
     budget = pixel_budget(device, bytes_per_pixel)
+    plan = make_plan(h, w, b, budget, tile, overlap, batch_size)  # a request that cannot run fails here
+    check_memory(x, scale, copies)
+    canvas = _allocate(b, h * scale, w * scale, x.device)
     while True:
-        plan = make_plan(h, w, b, budget, tile, overlap, batch_size)
         try:
             return _run(forward, x, scale, plan, canvas, progress)
         except (RuntimeError, MemoryError) as e:
@@ -176,18 +197,33 @@ def upscale_tiled(
             torch.cuda.empty_cache()
         tile, batch_size = max(MIN_TILE, side // 2), 1
         overlap = None if overlap is None else min(overlap, tile // 2)
+        plan = make_plan(h, w, b, budget, tile, overlap, batch_size)
         canvas.zero_()
 
 
-def _allocate(b: int, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """The output canvas, refused with a clear error when it cannot fit."""
-    needed = b * 3 * height * width * 4
-    free = device_memory_available(device)
+def check_memory(x: torch.Tensor, scale: int, copies: int = FINAL_COPIES) -> None:
+    """Refuse, before any work, a request whose input, result and final copies cannot fit where the result goes.
+
+    Counted: the float32 input ``x`` (already made, but it must stay), the
+    float32 result, and ``copies`` more result-sized buffers made while giving
+    it back (clamping, converting to the caller's type). Tiling only bounds the
+    network's activations, so it cannot help here.
+    """
+    b, c, h, w = x.shape
+    result = b * c * h * w * scale * scale * 4
+    needed = x.numel() * 4 + result * (1 + copies)
+    free = device_memory_available(x.device)
     if free is not None and needed > free:
         raise ValueError(
-            f"the upscaled result ({b} x 3 x {height} x {width}) needs {needed / 2**20:,.0f} MiB, more than the "
-            f"{free / 2**20:,.0f} MiB available on {device}; upscale a smaller image or region"
+            f"upscaling {b} image(s) of {w} x {h} at x{scale} needs about {needed / 2**30:,.1f} GiB (the input as "
+            f"float32, the {w * scale} x {h * scale} result and {copies} copies made to return it), more than the "
+            f"{free / 2**30:,.1f} GiB available on {x.device}: upscale a smaller image or crop it into parts, or "
+            "use a device with more memory (tiles bound only the network's working memory, not the result)"
         )
+
+
+def _allocate(b: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """The output canvas; a failed allocation is a clear error."""
     try:
         return torch.zeros(b, 3, height, width, device=device)
     except (RuntimeError, MemoryError) as e:

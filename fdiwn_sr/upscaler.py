@@ -21,6 +21,27 @@ def default_device() -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device``, checked to exist here (None: :func:`default_device`); a typo or a missing GPU is a ValueError."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device {str(device)!r} was asked for, but {why}; use 'cpu' or leave the device unset")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but MPS is not available here; use 'cpu'")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return dev
+
+
 class Upscaler:
     """A ready-to-run FDIWN: the folded network on its device, behind a backend.
 
@@ -35,7 +56,7 @@ class Upscaler:
         dtype: torch.dtype | None = None,
         backend: str | None = None,
     ) -> None:
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         if dtype not in (None, torch.float32, *LOW_PRECISION):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
         self.dtype: torch.dtype = dtype or torch.float32

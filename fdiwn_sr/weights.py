@@ -7,15 +7,20 @@ download once and no reader ever sees a partial file.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import logging
 import os
+import shutil
+import socket
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from filelock import FileLock
@@ -31,6 +36,9 @@ GITHUB = "https://github.com/"
 TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for upstream downloads
 ATTEMPTS = 4  # upstream tries in all; waits between them double from the base delay
 _TRUE = {"1", "ON", "YES", "TRUE"}
+PROBE_TIMEOUT = 5.0  # seconds to open a TCP connection before a download; refused or unresolvable ends it at once
+_DISK_FAULTS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
+_CLI_OFFLINE_FIX = "run `fdiwn-sr download` on a connected machine and copy its cache, or pass --weights FILE"
 
 PathLike = str | os.PathLike[str]
 
@@ -91,14 +99,78 @@ def _offline_requested(offline: bool | None) -> str | None:
     return None
 
 
-def _offline_error(entry: ModelEntry, target: Path, reason: str) -> WeightsError:
+def _offline_error(entry: ModelEntry, target: Path, reason: str, hub_error: BaseException) -> WeightsError:
+    mismatched = target.is_file()  # present but failed its sha256 check (logged)
+    ours = f"{target} does not match its sha256" if mismatched else f"{target} does not exist"
     return WeightsError(
-        f"weights {entry.hub.filename} ({entry.name}) are not cached and offline mode is on ({reason}). "
-        f"Looked for {target} (cache folder set by FDIWN_SR_HOME or cache_dir=) and in the Hugging Face cache "
-        f"(HF_HOME). Fix: run `fdiwn-sr download --scale {entry.scale}` on a connected machine and copy its cache "
-        f"folder to {target.parent.parent} (or point FDIWN_SR_HOME at the copy); or pass weights=PATH to a local "
-        f".safetensors/.pt file; or unset HF_HUB_OFFLINE / FDIWN_SR_OFFLINE to allow downloads."
+        f"weights {entry.hub.filename} ({entry.name}) are needed and offline mode is on ({reason}): {ours}, and "
+        f"the Hugging Face cache has no usable copy ({_brief(hub_error)})",
+        f"run `fdiwn-sr download --scale {entry.scale}` on a connected machine and copy its cache folder to "
+        f"{target.parent.parent} (or point FDIWN_SR_HOME at the copy); or pass weights=PATH to a local "
+        ".safetensors/.pt file; or unset HF_HUB_OFFLINE / FDIWN_SR_OFFLINE to allow downloads",
+        f"unset {reason.split('=')[0]} to download, or {_CLI_OFFLINE_FIX} (FDIWN_SR_HOME={target.parent.parent})",
     )
+
+
+def _cache_error(folder: Path, e: OSError) -> WeightsError:
+    """A cache folder that cannot hold the weights: read-only, full, missing, or not a folder."""
+    where = Path(e.filename) if getattr(e, "filename", None) else folder
+    why = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}.get(
+        e.errno, e.strerror or str(e)
+    )
+    for part in (folder, *folder.parents):  # name the real problem of a path that cannot be a folder
+        if part.is_symlink() and not part.exists():
+            where, why = part, f"it is a link to {os.readlink(part)}, which does not exist"
+            break
+        if part.exists() and not part.is_dir():
+            where, why = part, "it is a file, not a folder"
+            break
+    return WeightsError(
+        f"cannot write the weights cache at {where}: {why}",
+        "set FDIWN_SR_HOME (or cache_dir=) to a writable folder with a few MB free, or pass weights=PATH",
+        "set FDIWN_SR_HOME to a writable folder with a few MB free, or pass --weights FILE",
+    )
+
+
+def _cache_ready(folder: Path) -> None:
+    """Create ``folder`` and check it takes a file, so a bad cache fails with its name and the fix."""
+    try:
+        checkpoints.check_writable_folder(folder)
+    except OSError as e:
+        raise _cache_error(folder, e) from None
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Temporary files and folders a killed run left for ``target``; call with its lock held (so none is live)."""
+    for leftover in target.parent.glob(f".{target.name}.*"):
+        if leftover.name == f".{target.name}.lock":
+            continue
+        logger.info("removing %s, left by an interrupted download", leftover)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _unreachable(url: str) -> str | None:
+    """Why ``url``'s host certainly cannot be reached (refused, unknown name), or None (reachable, or unsure).
+
+    A timeout is left to the client's own retries: it may be transient. With a
+    proxy in use the host is not contacted directly, so nothing is probed.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    if not host or (urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(host)):
+        return None
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT).close()
+    except socket.gaierror as e:
+        return f"cannot resolve {host} ({e.strerror})"
+    except ConnectionRefusedError:
+        return f"{host}:{port} refused the connection"
+    except OSError:
+        return None
+    return None
 
 
 def _place(src: Path, entry: ModelEntry, target: Path) -> Path:
@@ -127,7 +199,7 @@ def _from_hub(
     endpoint: str | None,
     local_only: bool,
 ) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
     from . import __version__
 
@@ -136,17 +208,33 @@ def _from_hub(
         kwargs["cache_dir"] = hf_cache
     if endpoint is not None:
         kwargs["endpoint"] = endpoint
-    path = Path(
-        hf_hub_download(
-            entry.hub.repo_id,
-            entry.hub.filename,
-            revision=revision or entry.hub.revision,
-            local_files_only=local_only,
-            library_name="fdiwn-sr",
-            library_version=__version__,
-            **kwargs,
+    if not local_only and (why := _unreachable(endpoint or constants.ENDPOINT)):
+        raise WeightsError(f"the Hub cannot be reached: {why}")  # no client retries on a certain failure
+
+    def get(force: bool) -> Path:
+        return Path(
+            hf_hub_download(
+                entry.hub.repo_id,
+                entry.hub.filename,
+                revision=revision or entry.hub.revision,
+                local_files_only=local_only,
+                force_download=force,
+                library_name="fdiwn-sr",
+                library_version=__version__,
+                **kwargs,
+            )
         )
-    )
+
+    path = get(force=False)
+    try:
+        return _place(path, entry, target)
+    except IntegrityError:
+        _forget_hub_copy(path)
+        if local_only:
+            raise
+    # The Hugging Face cache held a damaged copy (the client does not hash its blobs): fetch it once more now.
+    logger.warning("the Hugging Face cache copy of %s was damaged; downloading it again", entry.hub.filename)
+    path = get(force=True)
     try:
         return _place(path, entry, target)
     except IntegrityError:
@@ -199,6 +287,8 @@ def _stream_once(url: str, dest: Path, expected_size: int) -> str:
 def download_url(url: str, dest: Path, sha256: str, size: int) -> Path:
     """Stream ``url`` into ``dest`` (atomic), retrying transport failures, and verify its sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if why := _unreachable(url):
+        raise WeightsError(f"download of {url} failed: {why}")
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -228,7 +318,7 @@ def convert_verified(pt: PathLike, entry: ModelEntry, dst: PathLike) -> Path:
     if got != entry.upstream.sha256:
         raise _mismatch(f"authors' checkpoint {pt}", entry.upstream.sha256, got)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".convert-") as tmp:
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.convert-") as tmp:
         out = Path(tmp) / dst.name
         got = checkpoints.convert(pt, out, scale=entry.scale, variant=entry.variant)
         if got != entry.sha256:
@@ -241,7 +331,7 @@ def fetch_upstream(entry: ModelEntry, dst: PathLike) -> Path:
     """Download the authors' ``.pt`` (FDIWN_SR_UPSTREAM_MIRROR aware), verify it, convert it into ``dst``."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".upstream-") as tmp:
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.upstream-") as tmp:
         pt = download_url(
             _upstream_url(entry.upstream.url), Path(tmp) / "model.pt", entry.upstream.sha256, entry.upstream.size
         )
@@ -260,6 +350,8 @@ def _fetch(entry: ModelEntry, target: Path, from_hub: Callable[..., Path]) -> Pa
     except IntegrityError:
         raise
     except OSError as e:
+        if e.errno in _DISK_FAULTS:
+            raise _cache_error(target.parent, e) from e
         logger.warning("%s not available from the Hub (%s); trying the authors' upstream copy", entry.name, _brief(e))
         hub_error = e
     try:
@@ -267,9 +359,14 @@ def _fetch(entry: ModelEntry, target: Path, from_hub: Callable[..., Path]) -> Pa
     except IntegrityError:
         raise
     except OSError as e:
+        if e.errno in _DISK_FAULTS:
+            raise _cache_error(target.parent, e) from e
         raise WeightsError(
             f"could not obtain {entry.hub.filename}: the Hub failed ({_brief(hub_error)}) and so did the upstream "
-            f"copy ({_brief(e)}). Check the network, HF_ENDPOINT and FDIWN_SR_UPSTREAM_MIRROR, or pass weights=PATH."
+            f"copy ({_brief(e)})",
+            "check the network, HF_ENDPOINT and FDIWN_SR_UPSTREAM_MIRROR, or pass weights=PATH",
+            "check the network and HF_ENDPOINT; or pass --weights FILE; or run `fdiwn-sr download` on a connected "
+            "machine, copy its cache here and set FDIWN_SR_OFFLINE=1",
         ) from e
 
 
@@ -311,15 +408,23 @@ def resolve_weights(
     if offline_reason:
         try:
             return from_hub(local_only=True)
-        except IntegrityError:
+        except IntegrityError as e:
+            raise _offline_error(entry, target, offline_reason, e) from None
+        except OSError as e:
+            if e.errno in _DISK_FAULTS:
+                raise _cache_error(target.parent, e) from e
+            raise _offline_error(entry, target, offline_reason, e) from None
+    _cache_ready(target.parent)
+    try:
+        with FileLock(target.with_name(f".{target.name}.lock")):
+            _remove_stale_temporaries(target)
+            if _is_verified(target, entry.sha256):  # another process fetched it while we waited
+                return target
+            return _fetch(entry, target, from_hub)
+    except OSError as e:
+        if isinstance(e, WeightsError) or e.errno not in _DISK_FAULTS:
             raise
-        except OSError:
-            raise _offline_error(entry, target, offline_reason) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(target.with_name(f".{target.name}.lock")):
-        if _is_verified(target, entry.sha256):  # another process fetched it while we waited
-            return target
-        return _fetch(entry, target, from_hub)
+        raise _cache_error(target.parent, e) from e
 
 
 def download(

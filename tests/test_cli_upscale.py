@@ -56,8 +56,8 @@ def test_existing_outputs_are_kept_unless_overwrite(folder, tmp_path, authors_pt
     args = [folder / "a.png", "-o", out, "--weights", authors_pt(4), "--device", "cpu"]
     assert run(capsys, *args)[0] == 0
     (out / "a_x4.png").write_bytes(b"precious")
-    code, _, stderr = run(capsys, *args)
-    assert code == 1 and "exists; pass --overwrite" in stderr
+    code, stdout, _ = run(capsys, *args)
+    assert code == 0 and "1 already there, kept (--overwrite redoes them)" in stdout  # a rerun resumes
     assert (out / "a_x4.png").read_bytes() == b"precious"
     assert run(capsys, *args, "--overwrite")[0] == 0
     with Image.open(out / "a_x4.png") as im:

@@ -142,7 +142,7 @@ def test_find_images_walks_folders_and_globs(tmp_path):
         [tmp_path / "in", str(tmp_path / "in" / "*.png"), tmp_path / "missing.png"], exclude=tmp_path / "in" / "out"
     )
     rels = [str(rel) for _, rel in found]
-    assert rels == ["a.png", os.path.join("sub", "b.JPG"), "a.png"]
+    assert rels == ["a.png", os.path.join("sub", "b.JPG")]  # the glob's a.png is the folder's: listed once
     assert unmatched == [str(tmp_path / "missing.png")]
 
 

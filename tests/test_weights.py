@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -345,3 +348,147 @@ def test_example_pretrained_offline_runs(hub, tmp_path, reference_dir):
     assert ours.shape == theirs.shape
     diff = np.abs(ours - theirs)
     assert diff.max() <= 1 and diff.mean() < 0.01, (diff.max(), diff.mean())
+
+
+# --- cache and download faults (issue 12): each names the folder or host and the fix, and costs no retries ---
+# A read-only cache is made the way that stops root too: a read-only bind mount in a private mount
+# namespace (unshare -m), or a path under a plain file; a full disk is a 1 MiB tmpfs in such a namespace.
+
+
+def _namespaces_work() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+NAMESPACES = _namespaces_work()
+needs_namespaces = pytest.mark.skipif(not NAMESPACES, reason="unshare -m (a private mount namespace) is not allowed")
+
+
+def in_namespace(setup: str, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``argv`` after the shell ``setup`` (mounts) in a private mount namespace: nothing leaks out."""
+    script = f'set -e; {setup}; exec "$@"'
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def cli_env(tmp_path: Path, home: Path, endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "FDIWN_SR_"))}
+    env.update(HF_ENDPOINT=endpoint, HF_HOME=str(home / "hf"), FDIWN_SR_HOME=str(home), NO_PROXY="127.0.0.1")
+    return env
+
+
+@needs_namespaces
+def test_read_only_cache_from_the_cli_names_the_folder_and_the_fix(hub, tmp_path):
+    from PIL import Image
+
+    home = tmp_path / "cache"
+    home.mkdir()
+    Image.new("RGB", (8, 8), "gray").save(tmp_path / "a.png")
+    argv = [sys.executable, "-m", "fdiwn_sr", "upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
+    done = in_namespace(
+        f"mount --bind {home} {home}; mount -o remount,bind,ro {home}", argv, cli_env(tmp_path, home, hub.url)
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 2, done.stderr
+    assert f"cannot write the weights cache at {home / 'weights'}: Read-only file system" in lines[0]
+    assert "FDIWN_SR_HOME" in lines[1] and "--weights FILE" in lines[1] and "Traceback" not in done.stderr
+    assert len(hub.requests) == 0  # found before any download
+
+
+@needs_namespaces
+def test_full_disk_names_the_folder_and_leaves_nothing(hub, tmp_path):
+    home = tmp_path / "small"
+    home.mkdir()
+    code = (
+        "from fdiwn_sr.weights import resolve_weights\n"
+        f"resolve_weights(2, 'fdiwn', cache_dir={str(home)!r}, endpoint={hub.url!r})"
+    )
+    done = in_namespace(
+        f"mount -t tmpfs -o size=1m tmpfs {home}; cd {home}",
+        [sys.executable, "-c", code + "\nimport os; print(sorted(os.listdir('weights')))"],
+        cli_env(tmp_path, home, hub.url),
+    )
+    assert done.returncode == 1 and "no space left on the device" in done.stderr, done.stderr
+    assert f"cannot write the weights cache at {home}" in done.stderr and "FDIWN_SR_HOME" in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["under a file", "a plain file", "a dangling link"])
+def test_cache_that_cannot_be_a_folder(kind, hub, tmp_path):
+    (tmp_path / "file").write_text("a plain file")
+    if kind == "under a file":
+        cache, blame, why = tmp_path / "file" / "cache", tmp_path / "file", "it is a file, not a folder"
+    elif kind == "a plain file":
+        cache, blame, why = tmp_path / "file", tmp_path / "file", "it is a file, not a folder"
+    else:
+        (tmp_path / "link").symlink_to(tmp_path / "gone")
+        cache, blame, why = tmp_path / "link", tmp_path / "link", f"it is a link to {tmp_path / 'gone'}, which does not"
+    with pytest.raises(WeightsError) as err:
+        resolve_weights(2, "fdiwn", cache_dir=cache, endpoint=hub.url)
+    assert f"cannot write the weights cache at {blame}: {why}" in str(err.value)
+    assert "Fix: set FDIWN_SR_HOME (or cache_dir=) to a writable folder" in str(err.value)
+    assert "--weights FILE" in err.value.cli_fix and len(hub.requests) == 0
+
+
+def test_corrupted_blob_in_the_huggingface_cache_is_replaced_in_the_same_run(hub, tmp_path):
+    cache = tmp_path / "cache"
+    path = resolve_weights(2, "fdiwn", cache_dir=cache, endpoint=hub.url)
+    (blob,) = (p for p in (cache / "hub").rglob("*") if p.parent.name == "blobs")
+    blob.write_bytes(blob.read_bytes()[:-1] + b"\0")
+    path.unlink()
+    assert resolve_weights(2, "fdiwn", cache_dir=cache, endpoint=hub.url) == path  # no error, this run
+    assert sha256_file(path) == MANIFEST.entry(2, "fdiwn").sha256 and hub.count("GET") == 2
+    assert sha256_file(blob) == MANIFEST.entry(2, "fdiwn").sha256
+
+
+def test_offline_error_says_a_cached_file_is_damaged(hub, tmp_path):
+    cache = tmp_path / "cache"
+    path = resolve_weights(2, "fdiwn", cache_dir=cache, endpoint=hub.url)
+    path.write_bytes(b"damaged")
+    shutil.rmtree(cache / "hub")
+    with pytest.raises(WeightsError, match=rf"offline mode is on \(offline=True\): {path} does not match its sha256"):
+        resolve_weights(2, "fdiwn", cache_dir=cache, offline=True)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("endpoint", [f"http://127.0.0.1:{closed_port()}", "http://no-such-host.invalid"])
+def test_a_hub_that_cannot_be_reached_goes_to_the_fallback_without_retries(endpoint, upstream, tmp_path, caplog):
+    path = resolve_weights(2, "fdiwn", cache_dir=tmp_path / "cache", endpoint=endpoint)
+    assert sha256_file(path) == MANIFEST.entry(2, "fdiwn").sha256
+    why = "refused the connection" if "127.0.0.1" in endpoint else "cannot resolve no-such-host.invalid"
+    assert "the Hub cannot be reached: " in caplog.text and why in caplog.text  # our probe, not ~23 s of retries
+
+
+KILLED = """
+import sys
+from fdiwn_sr.weights import resolve_weights
+resolve_weights(2, "fdiwn", cache_dir=sys.argv[1], endpoint=sys.argv[2])
+"""
+
+
+def test_a_killed_download_leaves_nothing_after_the_next_run(empty_hub, upstream, tmp_path):
+    cache = tmp_path / "cache"
+    upstream.delay = 30.0  # the body trickles in: time to kill the process mid-download
+    env = {**os.environ, "FDIWN_SR_UPSTREAM_MIRROR": upstream.url}
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(cache), empty_hub.url], env=env)
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(".part") for p in cache.rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = [p for p in (cache / "weights").iterdir() if not p.name.endswith(".lock")]
+    assert left and all(p.name.startswith(".fdiwn_x2") for p in left)  # the killed run's temporaries
+    upstream.delay = 0.0
+    path = resolve_weights(2, "fdiwn", cache_dir=cache, endpoint=empty_hub.url)
+    assert sorted(p.name for p in (cache / "weights").iterdir() if not p.name.endswith(".lock")) == [path.name]
+    assert [p.name for p in cached_files(cache)] == [path.name]
