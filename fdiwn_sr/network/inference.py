@@ -280,9 +280,9 @@ class FusedFSWG(Fused):
         o1 = self.wdib1(x)
         o11 = self.wdib2(o1)
         o3 = self.wdib3(self.bridge.plus(o1, o11))
-        c1 = self.fuse1(self.kernels.shuffled_concat(o1, o11, 4))
+        c1 = self.fuse1(self.kernels.shuffled_concat(o1, o11, 4, scratch=True))
         out = self.wirw(x, extra_identity=1.0 if residual else 0.0).add_(o3, alpha=self.scale_x)
-        return self.fuse2.accumulate_(out, self.kernels.shuffled_concat(c1, o3, 4))
+        return self.fuse2.accumulate_(out, self.kernels.shuffled_concat(c1, o3, 4, scratch=True))
 
 
 def _fold_output_conv(up: nn.Conv2d, mix: Tensor, scale: int) -> tuple[Tensor, Tensor | None]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -141,8 +142,12 @@ class Plain:
     def channel_shuffle(self, y: Tensor, groups: int) -> Tensor:
         return channel_shuffle(y, groups)
 
-    def shuffled_concat(self, a: Tensor, b: Tensor, shuffle: int) -> Tensor:
-        """``channel_shuffle(cat([a, b], 1), shuffle)``."""
+    def shuffled_concat(self, a: Tensor, b: Tensor, shuffle: int, *, scratch: bool = False) -> Tensor:
+        """``channel_shuffle(cat([a, b], 1), shuffle)``.
+
+        ``scratch``: the caller is done with the result before its thread asks
+        for another one, so the kernels may hand out a buffer they reuse.
+        """
         return channel_shuffle(torch.cat([a, b], 1), shuffle)
 
 
@@ -175,6 +180,35 @@ class OneDNN(Plain):
         self.block_pixels = block_pixels
         self.depthwise_gate_pixels = depthwise_gate_pixels
         self._per_thread = block_pixels_per_thread()
+        self._threads = threading.local()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_threads"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _threads=threading.local())
+
+    def _scratch(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """This thread's reusable channels-last buffer of ``shape`` (the last shape asked for only).
+
+        The FSWG's two shuffled concatenations are its largest feature maps
+        (48 channels: 44 MB at 640x360); glibc serves blocks that large (over
+        32 MiB) with a fresh mmap each time, faulted in page by page. Reused,
+        they cost nothing after the first call, without touching malloc's
+        process-wide settings. One buffer per thread keeps a runner shareable.
+        """
+        held = getattr(self._threads, "buffer", None)
+        inference = torch.is_inference_mode_enabled()
+        if (
+            held is None
+            or held.shape != shape
+            or held.dtype != like.dtype
+            or held.device != like.device
+            or held.is_inference() != inference
+        ):
+            held = torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=_CHANNELS_LAST)
+            self._threads.buffer = held
+        return held
 
     def prepare(self, x: Tensor) -> Tensor:
         return _cl(x)
@@ -269,10 +303,13 @@ class OneDNN(Plain):
         rows = torch.ops.mkldnn._linear_pointwise(y.permute(0, 2, 3, 1), permutation, None, "none", [], "")
         return rows.permute(0, 3, 1, 2)
 
-    def shuffled_concat(self, a: Tensor, b: Tensor, shuffle: int) -> Tensor:
-        """In one pass on channels-last tensors."""
+    def shuffled_concat(self, a: Tensor, b: Tensor, shuffle: int, *, scratch: bool = False) -> Tensor:
+        """In one pass on channels-last tensors; a ``scratch`` result in this thread's reused buffer."""
         n, c, h, w = a.shape
-        out = torch.empty((n, 2 * c, h, w), dtype=a.dtype, device=a.device, memory_format=_CHANNELS_LAST)
+        shape = (n, 2 * c, h, w)
+        out = self._scratch(shape, a) if scratch else None
+        if out is None:
+            out = torch.empty(shape, dtype=a.dtype, device=a.device, memory_format=_CHANNELS_LAST)
         # out channel m*shuffle + k holds input channel k*(2c/shuffle) + m; a holds k < shuffle/2
         per, half = 2 * c // shuffle, shuffle // 2
         view = out.view(n, per, shuffle, h, w)
