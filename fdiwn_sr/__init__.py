@@ -13,6 +13,7 @@ from .errors import CheckpointError, IntegrityError, WeightsError
 from .images import ImageLike
 from .network import FDIWN, check_config
 from .upscaler import Upscaler, resolve_device
+from .video import upscale_video  # PyAV itself is imported only when a video is upscaled
 from .weights import resolve_weights
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "__version__",
     "load_model",
     "upscale",
+    "upscale_video",
 ]
 
 

@@ -23,7 +23,7 @@ from .publish import publish
 from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
-from .upscaler import resolve_device
+from .upscaler import Upscaler, resolve_device
 from .weights import download
 
 DEBUG_ENV = "FDIWN_SR_DEBUG"
@@ -59,11 +59,17 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, limit)
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     out = Path(args.output)
-    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS
-    jobs, unmatched = images.find_images(args.inputs, exclude=None if to_file else out)
-    if to_file and len(jobs) + len(unmatched) != 1:
-        raise UsageError(f"-o {out} names one file but {len(jobs) + len(unmatched)} inputs were given; name a folder")
+    from .video import VIDEO_SUFFIXES
+
+    to_file = out.suffix.lower()[1:] in images.OUTPUT_FORMATS or out.suffix.lower() in VIDEO_SUFFIXES
+    found, unmatched = images.find_images(
+        args.inputs, exclude=None if to_file else out, suffixes=images.IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    )
+    if to_file and len(found) + len(unmatched) != 1:
+        raise UsageError(f"-o {out} names one file but {len(found) + len(unmatched)} inputs were given; name a folder")
     _check_writable(out.parent if to_file else out)
+    videos = [(src, rel) for src, rel in found if src.suffix.lower() in VIDEO_SUFFIXES]  # handled by kind
+    jobs = [job for job in found if job not in videos]
     suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
     problems: list[str] = []
 
@@ -93,24 +99,73 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
             for note in notes:
                 tqdm.write(f"note: {note.message}", file=sys.stderr)
         except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for files it cannot identify
-            problem(_about(src, e if isinstance(e, ValueError) else ValueError(f"cannot read image: {_one_line(e)}")))
+            problem(_about(src, e) if isinstance(e, ValueError) else f"{src}: cannot read image: {_one_line(e)}")
             continue
         todo.append((src, dst))
-    written = _upscale_files(args, device, todo, limit, problem) if todo else 0
+    upscaler = _load_upscaler(args, device) if todo or videos else None
+    if videos:
+        _upscale_videos(args, upscaler, videos, out if to_file else None, suffix, problem)
+    written = _upscale_files(args, upscaler, todo, limit, problem) if todo else 0
     kept = f"; {skipped} already there, kept (--overwrite redoes them)" if skipped else ""
-    print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}{kept}")
+    if jobs or not videos:
+        print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}{kept}")
     if problems:
         print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
     return 1 if problems else 0
 
 
-def _upscale_files(
-    args: argparse.Namespace, device: torch.device, todo: list[tuple[Path, Path]], limit: int, problem: Callable
-) -> int:
-    """Load the model once and upscale each (source, destination); a failing file is reported and skipped."""
-    upscaler = load_model(
+def _upscale_videos(
+    args: argparse.Namespace,
+    upscaler: Upscaler,
+    videos: list[tuple[Path, Path]],
+    to_file: Path | None,
+    suffix: str,
+    problem: Callable,
+) -> None:
+    """Each video through upscale_video (sound, timing, rotation, colour kept); existing outputs kept."""
+    from .video import upscale_video
+
+    done = kept = 0
+    for src, rel in videos:
+        dst = to_file or Path(args.output) / rel.with_name(f"{rel.stem}{suffix}{rel.suffix}")
+        if dst.exists() and not args.overwrite:
+            kept += 1
+            continue
+        try:
+            if dst.suffix.lower()[1:] in images.OUTPUT_FORMATS:
+                raise UsageError(f"-o {dst} names an image file but {src.name} is a video")
+            result = upscale_video(
+                src,
+                dst,
+                upscaler=upscaler,
+                codec=args.codec,
+                crf=args.crf,
+                pix_fmt=args.pix_fmt,
+                tile=args.tile,
+                tile_overlap=args.tile_overlap,
+                overwrite=args.overwrite,
+            )
+            done += 1
+            tqdm.write(f"{src}: {result.frames} frames, {result.width}x{result.height} {result.codec} -> {dst}")
+        except Exception as e:  # one file's failure must not take the folder down
+            if _debug(args):
+                raise
+            problem(_about(src, e))
+    note = f"; {kept} already there, kept (--overwrite redoes them)" if kept else ""
+    print(f"upscaled {done} of {len(videos)} video(s) x{args.scale} into {args.output}{note}")
+
+
+def _load_upscaler(args: argparse.Namespace, device: torch.device) -> Upscaler:
+    """The model, loaded once for every image and video of the run."""
+    return load_model(
         args.scale, args.variant, weights=args.weights, device=device, dtype=torch.float16 if args.half else None
     )
+
+
+def _upscale_files(
+    args: argparse.Namespace, upscaler: Upscaler, todo: list[tuple[Path, Path]], limit: int, problem: Callable
+) -> int:
+    """Upscale each (source, destination); a failing file is reported and skipped."""
     written = 0
     for src, dst in tqdm(todo, desc="images", unit="image", disable=len(todo) < 2):
         try:
@@ -203,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
     e.set_defaults(func=_cmd_evaluate)
 
-    up = sub.add_parser("upscale", help="upscale image files, folders (recursively) and globs")
-    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    up = sub.add_parser("upscale", help="upscale image and video files, folders (recursively) and globs")
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or globs")
     up.add_argument("-o", "--output", required=True, help="output folder, or a file name for a single input")
     up.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
     up.add_argument("--variant", default="fdiwn")
@@ -221,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"largest input in pixels (default: {images.MAX_PIXELS_ENV} or {images.MAX_PIXELS:,}); guards memory",
     )
+    up.add_argument("--codec", help="videos: FFmpeg video encoder (default: libx264; ffv1 in .mkv is lossless)")
+    up.add_argument("--crf", type=int, help="videos: x264/x265/VP9 quality, lower is better (default: 14)")
+    up.add_argument("--pix-fmt", help="videos: encoder pixel format, e.g. yuv444p (default: the input's)")
     up.set_defaults(func=_cmd_upscale)
 
     d = sub.add_parser("download", help="fill the weights cache ahead of time (for offline use)")

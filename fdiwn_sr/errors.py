@@ -19,3 +19,7 @@ class WeightsError(OSError):
 
 class IntegrityError(WeightsError):
     """Downloaded bytes do not match the sha256 the manifest promises."""
+
+
+class VideoError(ValueError):
+    """A video cannot be read (unreadable, no video stream) or written (codec or container unavailable)."""

@@ -183,13 +183,15 @@ def _colour_bit_depth(im: Image.Image, path: Path) -> int:
 
 
 def find_images(
-    inputs: Sequence[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None
+    inputs: Sequence[str | os.PathLike[str]],
+    exclude: str | os.PathLike[str] | None = None,
+    suffixes: Sequence[str] = IMAGE_SUFFIXES,
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Image files named, found under folders (recursively) or matched by globs, in a stable order.
 
     Returns (file, path relative to the folder it was found in) pairs, so that
     outputs can mirror a folder's layout, and the inputs that matched nothing.
-    Folders and globs yield files with an image suffix only; files under
+    Folders and globs yield files with one of ``suffixes`` only; files under
     ``exclude`` (an output folder inside an input folder) are left out. Links to
     folders are not followed (no loops); a file reached twice is listed once.
     """
@@ -210,7 +212,7 @@ def find_images(
         named, matched = p.is_file(), False
         for f, rel in candidates:
             real = f.resolve()
-            if not f.is_file() or not (named or f.suffix.lower() in IMAGE_SUFFIXES):
+            if not f.is_file() or not (named or f.suffix.lower() in suffixes):
                 continue
             if skip is not None and real.is_relative_to(skip):
                 continue

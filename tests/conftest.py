@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,3 +49,12 @@ def converted(authors_pt, tmp_path_factory) -> dict[int, Path]:
         paths[s] = out / f"fdiwn_x{s}.safetensors"
         convert(authors_pt(s), paths[s], scale=s)
     return paths
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: on a busy machine, threads waiting for each other crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

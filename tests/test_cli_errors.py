@@ -159,3 +159,14 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, authors_pt):
     assert proc.returncode == 130
     assert "Traceback" not in rest and rest.strip().splitlines()[-1] == "fdiwn-sr upscale: interrupted"
     assert not [p for p in (tmp_path / "o").rglob("*") if p.name.startswith(".")]  # no temporary file left
+
+
+def test_overlap_over_the_automatic_tile_is_one_line_and_nothing_written(tmp_path, authors_pt, capsys, monkeypatch):
+    from fdiwn_sr import tiling
+
+    monkeypatch.setattr(tiling, "host_memory_available", lambda: 8 * 2**20)  # automatic tiles of 24 pixels
+    photo(40, 33).save(tmp_path / "a.png")
+    argv = ["upscale", tmp_path / "a.png", "-o", tmp_path / "o", "--scale", "2", "--weights", authors_pt(2)]
+    code, _, stderr = run(capsys, *argv, "--tile-overlap", "24")  # was: an all-black image and exit 0
+    assert code == 1 and "tile_overlap=24 is more than half a tile (24 pixels)" in stderr and "Traceback" not in stderr
+    assert len(error_lines(stderr)) == 1 and not list((tmp_path / "o").iterdir())

@@ -37,13 +37,8 @@ from fdiwn_sr.weights import cache_path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks see 16-pixel patches: one thread is as fast, and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# These networks see 16-pixel patches: one thread is as fast, and immune to a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
