@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -15,7 +18,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__, allocator, checkpoints, images, load_model, tiling
+from . import __version__, allocator, batch, checkpoints, images, load_model, tiling
 from .errors import CheckpointError, WeightsError
 from .evaluate import evaluate_folder, format_table
 from .onnx_export import DEFAULT_OPSET, export_onnx
@@ -23,7 +26,7 @@ from .publish import publish
 from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
-from .upscaler import Upscaler, resolve_device
+from .upscaler import Upscaler
 from .weights import download
 
 DEBUG_ENV = "FDIWN_SR_DEBUG"
@@ -48,9 +51,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
     """Check everything the user gave (options, device, inputs, output folder) before loading any weights."""
-    device = resolve_device(args.device)
+    worker = batch.Worker.from_env()  # one of several under torchrun, else alone
+    device = worker.device(args.device)
     if args.half and device.type == "cpu":
         raise UsageError("--half needs a CUDA or MPS device; on the CPU leave it off")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    shard, shards = batch.parse_shard(args.shard) if args.shard else (0, 1)
     tiling.check_options(args.tile, args.tile_overlap, None)
     if args.max_pixels is not None and args.max_pixels < 1:
         raise UsageError(f"--max-pixels must be a positive number of pixels, got {args.max_pixels}")
@@ -68,50 +75,77 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     if to_file and len(found) + len(unmatched) != 1:
         raise UsageError(f"-o {out} names one file but {len(found) + len(unmatched)} inputs were given; name a folder")
     _check_writable(out.parent if to_file else out)
-    videos = [(src, rel) for src, rel in found if src.suffix.lower() in VIDEO_SUFFIXES]  # handled by kind
-    jobs = [job for job in found if job not in videos]
     suffix = f"_x{args.scale}" if args.suffix is None else args.suffix
+    # This process's share (all of it when alone): sorted paths, every N-th; images and videos apart.
+    index, count = shard * worker.world + worker.rank, shards * worker.world
+    all_videos = [(src, rel) for src, rel in found if src.suffix.lower() in VIDEO_SUFFIXES]  # handled by kind
+    videos = sorted(all_videos, key=lambda video: str(video[0]))[index::count]
+    stills = [job for job in found if job not in all_videos]
+    jobs = batch.plan(stills, out if to_file else None, out, suffix=suffix, fmt=args.format)
+    mine = batch.share(jobs, index, count)
     problems: list[str] = []
 
     def problem(line: str) -> None:
         problems.append(line)
         tqdm.write(f"error: {line}", file=sys.stderr)
 
-    for item in unmatched:
+    for item in unmatched if worker.rank == 0 else ():  # every rank sees them; rank 0 reports them
         problem(f"{item}: no such file, or no images in that folder or glob")
     todo: list[tuple[Path, Path]] = []
-    targets: set[Path] = set()
     skipped = 0
-    for src, rel in jobs:
-        ext = args.format or (src.suffix.lower()[1:] if src.suffix.lower()[1:] in images.OUTPUT_FORMATS else "png")
-        dst = out if to_file else out / rel.with_name(f"{rel.stem}{suffix}.{ext}")
-        if dst in targets:
-            problem(f"{src}: another input is also written to {dst}")
+    for job in mine:
+        if job.clash:
+            problem(f"{job.src}: {job.clash}")
             continue
-        targets.add(dst)
-        if dst.exists() and not args.overwrite:
+        batch.remove_stale_temporaries(job.dst)
+        if job.dst.exists() and not args.overwrite:
             skipped += 1
             continue
         try:
-            with Image.open(src) as im, warnings.catch_warnings(record=True) as notes:
+            with Image.open(job.src) as im, warnings.catch_warnings(record=True) as notes:
                 warnings.simplefilter("always", images.PrecisionWarning)
-                images.check_still_image(im, src, limit)
+                images.check_still_image(im, job.src, limit)
             for note in notes:
                 tqdm.write(f"note: {note.message}", file=sys.stderr)
         except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for files it cannot identify
-            problem(_about(src, e) if isinstance(e, ValueError) else f"{src}: cannot read image: {_one_line(e)}")
+            problem(
+                _about(job.src, e) if isinstance(e, ValueError) else f"{job.src}: cannot read image: {_one_line(e)}"
+            )
             continue
-        todo.append((src, dst))
-    upscaler = _load_upscaler(args, device) if todo or videos else None
-    if videos:
-        _upscale_videos(args, upscaler, videos, out if to_file else None, suffix, problem)
-    written = _upscale_files(args, upscaler, todo, limit, problem) if todo else 0
-    kept = f"; {skipped} already there, kept (--overwrite redoes them)" if skipped else ""
-    if jobs or not videos:
-        print(f"upscaled {written} of {len(jobs)} image(s) x{args.scale} into {out}{kept}")
-    if problems:
+        todo.append((job.src, job.dst))
+    threads = args.threads or (worker.cpu_threads() if device.type == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)  # the CLI owns its process
+    with _terminate_as_exit(), worker.group():
+        upscaler = _load_upscaler(args, device) if todo or videos else None
+        if videos:
+            _upscale_videos(args, upscaler, videos, out if to_file else None, suffix, problem)
+        written = _upscale_files(args, upscaler, todo, limit, problem, bars=worker.rank == 0) if todo else 0
+        parts = worker.gather((written, skipped, len(mine), problems))
+    written, skipped, total = (sum(part[k] for part in parts) for k in range(3))
+    problems = [line for part in parts for line in part[3]]
+    if worker.rank == 0 and (jobs or not all_videos):
+        by = f" by {worker.world} processes" if worker.world > 1 else ""
+        part = f" (share {shard}/{shards} of {len(jobs)})" if shards > 1 else ""
+        kept = f"; {skipped} already there, kept (--overwrite redoes them)" if skipped else ""
+        print(f"upscaled {written} of {total} image(s) x{args.scale} into {out}{by}{part}{kept}")
+    if worker.rank == 0 and problems:
         print(f"{len(problems)} problem(s):", *problems, sep="\n  ", file=sys.stderr)
     return 1 if problems else 0
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (a launcher stopping its workers, a scheduler's time limit) unwinds like Ctrl-C, so the
+    atomic writes delete their temp files; the previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _upscale_videos(
@@ -163,16 +197,22 @@ def _load_upscaler(args: argparse.Namespace, device: torch.device) -> Upscaler:
 
 
 def _upscale_files(
-    args: argparse.Namespace, upscaler: Upscaler, todo: list[tuple[Path, Path]], limit: int, problem: Callable
+    args: argparse.Namespace,
+    upscaler: Upscaler,
+    todo: list[tuple[Path, Path]],
+    limit: int,
+    problem: Callable,
+    *,
+    bars: bool = True,
 ) -> int:
     """Upscale each (source, destination); a failing file is reported and skipped."""
     written = 0
-    for src, dst in tqdm(todo, desc="images", unit="image", disable=len(todo) < 2):
+    for src, dst in tqdm(todo, desc="images", unit="image", disable=len(todo) < 2 or not bars):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", images.PrecisionWarning)  # noted when the inputs were checked
                 image = images.open_image(src, limit)
-            result = upscaler.upscale(image, tile=args.tile, tile_overlap=args.tile_overlap, progress=True)
+            result = upscaler.upscale(image, tile=args.tile, tile_overlap=args.tile_overlap, progress=bars)
             images.save_image(result, dst, args.format)
             written += 1
         except Exception as e:  # one file's failure, whatever it is, must not take the folder down
@@ -236,6 +276,23 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from . import demo  # Gradio only when serving
+
+    weights = {}
+    for item in args.weights or ():
+        scale, sep, path = item.partition("=")
+        if not sep or scale.lstrip("x") not in ("2", "3", "4"):
+            raise ValueError(f"--weights takes SCALE=FILE (e.g. 2=fdiwn_x2.safetensors), got {item!r}")
+        weights[int(scale.lstrip("x"))] = path
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request shuts down cleanly (temp files go)
+    with contextlib.suppress(KeyboardInterrupt):
+        demo.serve(
+            args.host, args.port, weights=weights, device=args.device, variant=args.variant, max_size=args.max_size
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fdiwn-sr", description="FDIWN lightweight super-resolution")
     p.add_argument("--version", action="version", version=f"fdiwn-sr {__version__}")
@@ -271,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--format", choices=("png", "jpg", "webp"), help="default: the input's if png/jpg/webp, else png")
     up.add_argument("--suffix", help="appended to output file names (default: _x{scale})")
     up.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: keep them)")
+    up.add_argument("--shard", metavar="K/N", help="do share K (from 0) of N of the inputs, e.g. a Slurm array task")
+    up.add_argument("--threads", type=int, help="CPU threads (default: torch's; torchrun ranks split the cores)")
     up.add_argument(
         "--max-pixels",
         type=int,
@@ -319,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13..20 (default: {DEFAULT_OPSET})")
     x.set_defaults(func=_cmd_export_onnx)
 
+    s = sub.add_parser("serve", help="a web page to try it: upload, before/after slider, download (fdiwn-sr[demo])")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, or the first free from 7860)")
+    s.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the fastest present)")
+    s.add_argument("--variant", default="fdiwn")
+    s.add_argument("--weights", action="append", metavar="SCALE=FILE", help="weights for a scale; repeatable")
+    s.add_argument(
+        "--max-size", type=_size, default="2048x2048", metavar="WxH", help="largest input accepted (default 2048x2048)"
+    )
+    s.set_defaults(func=_cmd_serve)
     p.add_argument("--debug", action="store_true", help=f"show tracebacks (also {DEBUG_ENV}=1)")
     for command in sub.choices.values():  # also after the command name; SUPPRESS keeps the top-level value
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -348,6 +417,15 @@ def explain(e: Exception) -> tuple[int, list[str]]:
     if isinstance(e, (OSError, HfHubHTTPError)):
         return 1, [_one_line(e)]
     return 1, [f"unexpected {type(e).__name__}: {_one_line(e)} (set {DEBUG_ENV}=1 or pass --debug for the traceback)"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .demo import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def main(argv: Sequence[str] | None = None) -> int:

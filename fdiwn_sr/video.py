@@ -106,12 +106,14 @@ def upscale_video(
         raise ValueError(f"scale={scale} but the upscaler given is x{upscaler.scale}")
     encoder = _encoder(av, codec or (WEBM_CODEC if dst.suffix.lower() == ".webm" else DEFAULT_CODEC), codec is None)
     options = dict(codec_options or {})
-    if crf is not None or encoder.name in CRF_CODECS:
-        if encoder.name not in CRF_CODECS:
-            raise ValueError(f"crf applies to {', '.join(sorted(CRF_CODECS))}, not {encoder.name}")
-        options.setdefault("crf", str(DEFAULT_CRF if crf is None else crf))
-    if encoder.name in ("libx265", "libvpx-vp9") and crf is None:
-        options.setdefault("crf", str(DEFAULT_CRF + 8))  # their scales sit higher than x264's for the same quality
+    if crf is not None and encoder.name not in CRF_CODECS:
+        raise ValueError(f"crf applies to {', '.join(sorted(CRF_CODECS))}, not {encoder.name}")
+    if encoder.name in CRF_CODECS:
+        # x265/VP9/AV1 scales sit higher than x264's for the same quality
+        default = DEFAULT_CRF if encoder.name.startswith("libx264") else DEFAULT_CRF + 8
+        options.setdefault("crf", str(default if crf is None else crf))
+        if encoder.name.startswith("libvpx"):
+            options.setdefault("b", "0")  # constant quality, not a bitrate cap
 
     inp = _open_input(av, src)
     try:

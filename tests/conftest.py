@@ -51,6 +51,24 @@ def converted(authors_pt, tmp_path_factory) -> dict[int, Path]:
     return paths
 
 
+@pytest.fixture(scope="module")
+def x4_weights(authors_pt, tmp_path_factory) -> Path:
+    """Our x4 safetensors, converted once per module (for tests that run it in other processes)."""
+    from fdiwn_sr.checkpoints import convert
+
+    path = tmp_path_factory.mktemp("weights") / "fdiwn_x4.safetensors"
+    convert(authors_pt(4), path, scale=4)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory) -> Path:
+    """The scale-out tests' folder: 13 small images of mixed sizes and modes and one corrupt file."""
+    from scale_out_data import make_folder
+
+    return make_folder(tmp_path_factory.mktemp("mixed") / "in")
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one thread for the test: on a busy machine, threads waiting for each other crawl."""

@@ -56,9 +56,11 @@ def test_existing_outputs_are_kept_unless_overwrite(folder, tmp_path, authors_pt
     args = [folder / "a.png", "-o", out, "--weights", authors_pt(4), "--device", "cpu"]
     assert run(capsys, *args)[0] == 0
     (out / "a_x4.png").write_bytes(b"precious")
+    (out / ".a_x4.png.k1ll3d.tmp").write_bytes(b"half")  # what a writer killed mid-write leaves
     code, stdout, _ = run(capsys, *args)
     assert code == 0 and "1 already there, kept (--overwrite redoes them)" in stdout  # a rerun resumes
     assert (out / "a_x4.png").read_bytes() == b"precious"
+    assert files(out) == ["a_x4.png"]  # the stale temp file swept
     assert run(capsys, *args, "--overwrite")[0] == 0
     with Image.open(out / "a_x4.png") as im:
         assert im.size == (80, 64)

@@ -21,7 +21,7 @@ from fdiwn_sr.errors import VideoError
 
 av = pytest.importorskip("av")
 from PIL import Image  # noqa: E402
-from video_samples import audio_packets, decode, make_clip, pattern  # noqa: E402
+from video_samples import decode, make_clip, packets, pattern, with_subtitles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,8 +64,8 @@ def test_h264_size_frames_duration_audio(clip, h264):
     assert len(frames_in) == len(frames_out) == 24
     assert facts_out["duration"] == facts_in["duration"] and abs(facts_in["duration"] - 2) < Fraction(1, 10)
     assert times_out == times_in  # every frame at its own time
-    packets = audio_packets(clip)
-    assert len(packets) > 20 and audio_packets(h264) == packets  # copied, not re-encoded
+    sound = packets(clip, "audio")
+    assert len(sound) > 20 and packets(h264, "audio") == sound  # copied, not re-encoded: same bytes, same times
 
 
 def test_h264_default_quality(h264, expected):
@@ -89,7 +89,7 @@ def test_lossless_codec_equals_upscale(clip, x2, expected):
     assert facts["codec"] == "ffv1" and facts["rotation"] == 90 and len(frames) == len(expected) == 24
     for k, (f, e) in enumerate(zip(frames, expected, strict=True)):
         assert np.array_equal(f, e), f"frame {k} differs from upscale() of the decoded input frame"
-    assert audio_packets(dst) == audio_packets(clip)
+    assert [b for b, _ in packets(dst, "audio")] == [b for b, _ in packets(clip, "audio")]  # times: see docs
 
 
 def test_variable_frame_rate_keeps_timestamps(tmp_path, x2):
@@ -101,6 +101,15 @@ def test_variable_frame_rate_keeps_timestamps(tmp_path, x2):
         upscale_video(src, tmp_path / name, upscaler=x2, progress=False)
         frames, times_out, _ = decode(tmp_path / name)
         assert len(frames) == len(pts) and times_out == times_in, name
+
+
+def test_subtitles_copied(tmp_path, x2):
+    srt = "1\n00:00:00,100 --> 00:00:00,400\nHello\n\n2\n00:00:00,500 --> 00:00:00,900\nWorld\n\n"
+    src = with_subtitles(make_clip(tmp_path / "plain.mp4", frames=12), tmp_path / "subs.mkv", srt)
+    upscale_video(src, tmp_path / "subs_x2.mkv", upscaler=x2, progress=False)
+    cues = packets(tmp_path / "subs_x2.mkv", "subtitle")
+    assert [c[0] for c in cues] == [b"Hello", b"World"] and cues == packets(src, "subtitle")
+    assert packets(tmp_path / "subs_x2.mkv", "audio") == packets(src, "audio")
 
 
 def test_clear_errors_and_no_leftovers(tmp_path, x2):

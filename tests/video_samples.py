@@ -101,9 +101,30 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[Fraction], dict]:
     return frames, times, facts
 
 
-def audio_packets(path: Path) -> list[bytes]:
-    """The bytes of every audio packet, in order."""
+def with_subtitles(src: Path, dst: Path, srt: str) -> Path:
+    """``src`` remuxed into Matroska with an SRT subtitle track read from the text ``srt``."""
+    import av
+
+    cues = dst.with_suffix(".srt")
+    cues.write_text(srt)
+    with av.open(str(src)) as a, av.open(str(cues)) as s, av.open(str(dst), "w") as out:
+        streams = {x.index: out.add_stream_from_template(x) for x in a.streams}
+        text = out.add_stream_from_template(s.streams[0])
+        for p in a.demux():
+            if p.size:
+                p.stream = streams[p.stream.index]
+                out.mux(p)
+        for p in s.demux():
+            if p.size:
+                p.stream = text
+                out.mux(p)
+    return dst
+
+
+def packets(path: Path, kind: str) -> list[tuple[bytes, Fraction]]:
+    """The bytes and presentation time of every packet of the first ``kind`` ("audio", "subtitle") stream."""
     import av
 
     with av.open(str(path)) as c:
-        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+        stream = next(s for s in c.streams if s.type == kind)
+        return [(bytes(p), p.pts * p.time_base) for p in c.demux(stream) if p.size]
