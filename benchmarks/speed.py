@@ -324,15 +324,15 @@ def bench_gpu(args: argparse.Namespace) -> list[str]:
     ]
     for scale in (2, 4):
         for width, height in ((1280, 720), (3840, 2160)):
-            x = torch.rand(1, 3, height // scale, width // scale, device="cuda") * 255
+            x = torch.rand(1, 3, height // scale, width // scale, device="cuda")
             for dtype in (torch.float32, torch.float16):
                 upscaler = Upscaler(load_network(args.checkpoints / f"FDIWNx{scale}.pt", scale), "cuda", dtype=dtype)
-                upscaler.forward_tensor(x)
+                upscaler.forward(x)
                 times = []
                 for _ in range(args.repeats):
                     torch.cuda.synchronize()
                     t = time.perf_counter()
-                    upscaler.forward_tensor(x)
+                    upscaler.forward(x)
                     torch.cuda.synchronize()
                     times.append(time.perf_counter() - t)
                 med = statistics.median(times)

@@ -62,7 +62,7 @@ def main() -> None:
                 clip, Path(tmp) / f"out{r}.mp4", upscaler=up, batch_size=args.batch_size, progress=False
             )
             video.append(len(frames) / (time.perf_counter() - t))
-            print(f"round {r}: network {network[-1]:.2f} frames/s, upscale_video {video[-1]:.2f} frames/s", flush=True)
+            print(f"round {r}: network {network[-1]:.3f} frames/s, upscale_video {video[-1]:.3f} frames/s", flush=True)
     n, v = statistics.median(network), statistics.median(video)
     lines = [
         f"Measured by `benchmarks/video_speed.py` on {platform.machine()} Linux, {os.cpu_count()} CPUs, "
@@ -75,8 +75,8 @@ def main() -> None:
         "",
         "| | frames/s |",
         "|---|---|",
-        f"| network alone (decoded frames in, arrays out) | {n:.2f} |",
-        f"| `upscale_video` (decode, upscale, H.264 crf {fdiwn_sr.video.DEFAULT_CRF}, mux) | {v:.2f} |",
+        f"| network alone (decoded frames in, arrays out) | {n:.3f} |",
+        f"| `upscale_video` (decode, upscale, H.264 crf {fdiwn_sr.video.DEFAULT_CRF}, mux) | {v:.3f} |",
         f"| ratio | {v / n:.2f} |",
     ]
     text = "\n".join(lines)

@@ -18,6 +18,4 @@ def require(module: str, extra: str, feature: str | None = None) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as e:
         what = feature or f"this feature (module {module!r})"
-        raise ImportError(
-            f"{what} needs the optional '{extra}' extra: pip install 'fdiwn-sr[{extra}]' ({e})"
-        ) from e
+        raise ImportError(f"{what} needs the optional '{extra}' extra: pip install 'fdiwn-sr[{extra}]' ({e})") from e

@@ -20,6 +20,8 @@ import functools
 import os
 import sys
 
+__all__ = ["keep_freed_memory"]
+
 ENV = "FDIWN_SR_MALLOC_TUNING"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 THRESHOLD = 1 << 30  # blocks below this come from the heap; free heap memory above it goes back to the kernel

@@ -21,9 +21,12 @@ from typing import Protocol
 import torch
 
 from . import tiling
+from ._optional import require
 from .allocator import keep_freed_memory
 from .network import FDIWN
 from .network.inference import ONEDNN, FusedFDIWN
+
+__all__ = ["BACKENDS", "Runner", "available", "make_runner"]
 
 BACKENDS = ("torch", "torch-fused", "onnxruntime")
 
@@ -71,7 +74,7 @@ class OnnxRuntimeRunner:
     bytes_per_pixel = 2 * 1024  # measured 1.7 KiB
 
     def __init__(self, model: FDIWN, threads: int | None = None) -> None:
-        import onnxruntime as ort
+        ort = require("onnxruntime", "onnx", "the onnxruntime backend")
 
         from .onnx_export import INPUT, cached_onnx_bytes, cached_onnx_path
 
@@ -112,14 +115,15 @@ def make_runner(
     """The requested backend, or the fastest exact one available when ``backend`` is None."""
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {list(BACKENDS)}")
+    if backend == "onnxruntime":  # not installed: an ImportError naming the extra, not "cannot run here"
+        for module in ("onnx", "onnxruntime"):
+            require(module, "onnx", "the onnxruntime backend")
     device = torch.device(device)
     usable = available(device, dtype)
     name = backend or usable[0]
     if name not in usable:
         raise ValueError(
-            f"backend {name!r} cannot run on {device} with dtype {dtype or torch.float32}"
-            f" here; usable: {usable}"
-            + (" (onnxruntime needs: pip install 'fdiwn-sr[onnx]')" if name == "onnxruntime" else "")
+            f"backend {name!r} cannot run on {device} with dtype {dtype or torch.float32} here; usable: {usable}"
         )
     if device.type == "cpu":
         keep_freed_memory()

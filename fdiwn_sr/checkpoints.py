@@ -12,7 +12,6 @@ import os
 import pickle
 import re
 import struct
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -21,8 +20,26 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .atomic import atomic_write_bytes
 from .errors import CheckpointError
 from .network import FDIWN, SCALES, VARIANTS
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "StateDict",
+    "build",
+    "convert",
+    "detect",
+    "from_authors",
+    "is_authors_layout",
+    "load_network",
+    "read_authors_pt",
+    "read_checkpoint",
+    "read_safetensors",
+    "save_safetensors",
+    "sha256_file",
+]
 
 FORMAT = "fdiwn-sr"
 FORMAT_VERSION = "1"
@@ -194,39 +211,6 @@ def _canonical_safetensors(blob: bytes) -> bytes:
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text + blob[8 + n :]
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write via a temp file in the same folder and rename: never a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a cache is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def check_writable_folder(folder: str | os.PathLike[str]) -> None:
-    """Create ``folder`` and write (and drop) a probe file in it: raises the OSError a later write would meet."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=folder):
-        pass
 
 
 def save_safetensors(

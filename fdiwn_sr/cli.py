@@ -1,4 +1,8 @@
-"""The ``fdiwn-sr`` command: parse, call the library, report. No logic of its own."""
+"""The ``fdiwn-sr`` command: parse, call the library, report. No logic of its own.
+
+Evaluation, ONNX export, publishing and training are imported inside their
+subcommands, so ``fdiwn-sr upscale`` loads only the inference core.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +23,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, batch, checkpoints, images, load_model, tiling
+from .atomic import check_writable_folder
 from .errors import CheckpointError, WeightsError
-from .evaluate import evaluate_folder, format_table
-from .onnx_export import DEFAULT_OPSET, export_onnx
-from .publish import publish
-from .training import resolve_config, train
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
 from .upscaler import Upscaler
 from .weights import download
+
+__all__ = ["build_parser", "main"]
 
 DEBUG_ENV = "FDIWN_SR_DEBUG"
 
@@ -43,6 +46,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_folder, format_table
+
     upscaler = load_model(args.scale, args.variant, weights=args.weights, device=args.device)
     result = evaluate_folder(upscaler, Path(args.hr), Path(args.lr), save_dir=args.save)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
@@ -231,7 +236,7 @@ def _about(src: Path, e: BaseException) -> str:
 def _check_writable(folder: Path) -> None:
     """Create the output folder and write a probe file there, so a bad -o fails before any image is upscaled."""
     try:
-        checkpoints.check_writable_folder(folder)
+        check_writable_folder(folder)
     except OSError as e:
         raise UsageError(f"cannot write to the output folder {folder}: {e.strerror or e}") from None
 
@@ -245,6 +250,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from .publish import publish
+
     where = publish(
         args.repo_id,
         source=args.source,
@@ -258,6 +265,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import resolve_config, train
+
     config = resolve_config(args.config, **overrides_from_namespace(args))
     result = train(config, resume=args.resume)
     best = f", best validation PSNR-Y {result.best_psnr_y:.3f} dB" if result.best_psnr_y is not None else ""
@@ -266,13 +275,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import DEFAULT_OPSET, export_onnx
+
     model = load_model(args.scale, args.variant, weights=args.weights, device="cpu", backend="torch").model
     try:
-        path = export_onnx(model, args.output, opset=args.opset)
+        path = export_onnx(model, args.output, opset=DEFAULT_OPSET if args.opset is None else args.opset)
     except ImportError as e:
         print(f"fdiwn-sr export-onnx: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): x{args.scale}, input 'lr' (B, 3, H, W) 0..255")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from . import demo  # Gradio only when serving
+
+    weights = {}
+    for item in args.weights or ():
+        scale, sep, path = item.partition("=")
+        if not sep or scale.lstrip("x") not in ("2", "3", "4"):
+            raise ValueError(f"--weights takes SCALE=FILE (e.g. 2=fdiwn_x2.safetensors), got {item!r}")
+        weights[int(scale.lstrip("x"))] = path
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request shuts down cleanly (temp files go)
+    with contextlib.suppress(KeyboardInterrupt):
+        demo.serve(
+            args.host, args.port, weights=weights, device=args.device, variant=args.variant, max_size=args.max_size
+        )
     return 0
 
 
@@ -358,9 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
     x.add_argument("--variant", default="fdiwn")
     x.add_argument("--weights", help="safetensors or authors' .pt (default: pretrained)")
-    x.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, 13..20 (default: {DEFAULT_OPSET})")
+    x.add_argument("--opset", type=int, help="ONNX opset, 13..20 (default: fdiwn_sr.onnx_export.DEFAULT_OPSET)")
     x.set_defaults(func=_cmd_export_onnx)
 
+    s = sub.add_parser("serve", help="a web page to try it: upload, before/after slider, download (fdiwn-sr[demo])")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, or the first free from 7860)")
+    s.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the fastest present)")
+    s.add_argument("--variant", default="fdiwn")
+    s.add_argument("--weights", action="append", metavar="SCALE=FILE", help="weights for a scale; repeatable")
+    s.add_argument(
+        "--max-size", type=_size, default="2048x2048", metavar="WxH", help="largest input accepted (default 2048x2048)"
+    )
+    s.set_defaults(func=_cmd_serve)
     p.add_argument("--debug", action="store_true", help=f"show tracebacks (also {DEBUG_ENV}=1)")
     for command in sub.choices.values():  # also after the command name; SUPPRESS keeps the top-level value
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -390,6 +428,15 @@ def explain(e: Exception) -> tuple[int, list[str]]:
     if isinstance(e, (OSError, HfHubHTTPError)):
         return 1, [_one_line(e)]
     return 1, [f"unexpected {type(e).__name__}: {_one_line(e)} (set {DEBUG_ENV}=1 or pass --debug for the traceback)"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .demo import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def main(argv: Sequence[str] | None = None) -> int:

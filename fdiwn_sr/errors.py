@@ -1,5 +1,7 @@
 """One exception type per failure family; each is also a built-in so plain ``except`` works."""
 
+__all__ = ["CheckpointError", "IntegrityError", "VideoError", "WeightsError"]
+
 
 class CheckpointError(ValueError):
     """A weights file is unreadable, of the wrong kind, or for another model."""

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .images import save_image
+from .images import IMAGE_SUFFIXES, save_image
 from .metrics import psnr_y, ssim_y
 from .upscaler import Upscaler
 
-IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
+__all__ = ["evaluate_folder", "format_table"]
 
 
 def evaluate_folder(upscaler: Upscaler, hr_dir: Path, lr_dir: Path, save_dir: str | None = None) -> dict[str, Any]:

@@ -28,7 +28,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .checkpoints import atomic_write_bytes
+from .atomic import atomic_write_bytes
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "OUTPUT_FORMATS",
+    "ImageLike",
+    "Spec",
+    "find_images",
+    "from_tensor",
+    "open_image",
+    "save_image",
+    "to_tensor",
+]
 
 ImageLike = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 

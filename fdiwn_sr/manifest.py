@@ -19,6 +19,19 @@ from typing import Any
 from .errors import WeightsError
 from .network import SCALES, VARIANTS
 
+__all__ = [
+    "METRICS",
+    "SCHEMA",
+    "HubFile",
+    "Manifest",
+    "ModelEntry",
+    "Upstream",
+    "load_manifest",
+    "manifest_path",
+    "parse_manifest",
+    "read_manifest",
+]
+
 SCHEMA = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Set5 means with the paper's protocol: measured on these weights, and as printed in the paper.

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import ArrayLike
 
+__all__ = ["psnr_y", "rgb_to_y", "ssim_y"]
+
 
 def rgb_to_y(img: ArrayLike) -> np.ndarray:
     """BT.601 luma (16..235) of an RGB image on 0..255; a 2-D image is returned as is."""

@@ -1,8 +1,8 @@
 """ONNX export of the fused inference form: weights folded, dynamic batch, height and width.
 
 The graph takes ``lr``, a (B, 3, H, W) float32 tensor in 0..255, and gives ``sr``,
-(B, 3, sH, sW) in the same range, unclamped: the same contract as
-:meth:`fdiwn_sr.Upscaler.forward_tensor`.
+(B, 3, sH, sW) in the same range, unclamped: the network's own range, as in the
+authors' code (:meth:`fdiwn_sr.Upscaler.forward` is the same function on [0, 1]).
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from pathlib import Path
 import torch
 
 from ._optional import require
-from .checkpoints import atomic_write_bytes
+from .atomic import atomic_write_bytes
 from .network import FDIWN
 from .network.inference import FusedFDIWN
+
+__all__ = ["DEFAULT_OPSET", "cached_onnx_bytes", "cached_onnx_path", "export_onnx", "onnx_bytes"]
 
 INPUT, OUTPUT = "lr", "sr"
 DEFAULT_OPSET = 17

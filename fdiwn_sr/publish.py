@@ -13,8 +13,11 @@ import tempfile
 from pathlib import Path
 
 from . import checkpoints
+from .atomic import atomic_write_bytes
 from .manifest import ModelEntry, load_manifest
 from .weights import convert_verified, fetch_upstream
+
+__all__ = ["build_repo", "model_card", "publish"]
 
 AUTHORS_REPO = "https://github.com/24wenjie-li/FDIWN"
 PAPER = "https://arxiv.org/abs/2112.08655"
@@ -163,7 +166,7 @@ def build_repo(
         ("config.json", json.dumps(_config(entries), indent=2) + "\n"),
         ("README.md", model_card(repo_id, entries)),
     ):
-        checkpoints.atomic_write_bytes(out / name, text.encode())
+        atomic_write_bytes(out / name, text.encode())
         files.append(out / name)
     return files
 

@@ -18,6 +18,20 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+__all__ = [
+    "BYTES_PER_PIXEL",
+    "DEFAULT_OVERLAP",
+    "MIN_TILE",
+    "Plan",
+    "check_options",
+    "device_memory_available",
+    "host_memory_available",
+    "is_out_of_memory",
+    "make_plan",
+    "pixel_budget",
+    "upscale_tiled",
+]
+
 MIN_TILE = 16  # below this the tiles' statistics stop resembling the image's
 DEFAULT_OVERLAP = 16
 # Peak activation memory per low-resolution pixel of the eager network in float32, measured

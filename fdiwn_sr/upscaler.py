@@ -1,17 +1,60 @@
-"""Upscaler: adapt input -> plan tiles -> run the network (inference form) -> adapt output."""
+"""Upscaler: adapt input -> plan tiles -> run the network (inference form) -> adapt output.
+
+Every tensor on its public surface holds values in [0, 1]. The network itself
+(:class:`~fdiwn_sr.network.FDIWN`, like the authors' code and the ONNX export)
+works on 0..255; the scaling happens here, in :meth:`Upscaler._run`, and nowhere
+else.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict, overload
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from . import images, tiling
-from .backends import make_runner
+from .backends import Runner, make_runner
 from .images import ImageLike
 from .network import FDIWN
 from .network.blocks import CoefficientUnit, ShuffleAttention
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "LOW_PRECISION",
+    "PILInput",
+    "PILInputs",
+    "Result",
+    "UpscaleOptions",
+    "Upscaler",
+    "default_device",
+    "resolve_device",
+]
+
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+_DTYPES = (torch.float32, *LOW_PRECISION)
+# What upscale() takes and gives back, for its overloads: a PIL image for PIL images and paths, else the
+# input's own kind; a list for a list. (A str is a path, so lists of paths are spelled out, not Sequence[str].)
+PILInput = Image.Image | str | os.PathLike[str]
+PILInputs = Sequence[Image.Image] | Sequence[os.PathLike[str]] | list[str] | tuple[str, ...]
+Result = Image.Image | np.ndarray | torch.Tensor
+
+
+class UpscaleOptions(TypedDict, total=False):
+    """The keyword options of :meth:`Upscaler.upscale` (documented there)."""
+
+    tile: int | None
+    tile_overlap: int | None
+    batch_size: int | None
+    progress: bool
 
 
 def default_device() -> torch.device:
@@ -56,10 +99,22 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return dev
 
 
+@dataclass(frozen=True)
+class _Placement:
+    """Where and how the network runs; swapped as one object by :meth:`Upscaler.to`, so a call in
+    flight on another thread sees the old placement or the new one, never half of each."""
+
+    device: torch.device
+    dtype: torch.dtype
+    runner: Runner
+
+
 class Upscaler:
-    """A ready-to-run FDIWN: the folded network on its device, behind a backend.
+    """A ready-to-run FDIWN: the network on its device and dtype, behind a backend.
 
     Holds no per-call state, so one instance can serve several threads.
+    ``model`` is kept as given (the training or folded form, on the CPU) and is
+    what :meth:`to` rebuilds the backend from.
     """
 
     def __init__(
@@ -70,18 +125,37 @@ class Upscaler:
         dtype: torch.dtype | None = None,
         backend: str | None = None,
     ) -> None:
-        self.device = resolve_device(device)
-        if dtype not in (None, torch.float32, *LOW_PRECISION):
-            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
-        self.dtype: torch.dtype = dtype or torch.float32
+        self.model = model
         self.scale: int = model.scale
         self.variant: str = model.variant
-        self._runner = make_runner(model, self.device, dtype, backend)
-        self.backend: str = self._runner.name
-        self.bytes_per_pixel: float = self._runner.bytes_per_pixel  # sizes automatic tiles
-        self.model = model
-        if self.dtype in LOW_PRECISION:
-            _statistics_in_float32(model)
+        self._backend_request = backend
+        self._placement = self._place(resolve_device(device), dtype)
+
+    def _place(self, device: torch.device, dtype: torch.dtype | None) -> _Placement:
+        if dtype not in (None, *_DTYPES):
+            raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
+        runner = make_runner(self.model, device, dtype, self._backend_request)
+        if dtype in LOW_PRECISION:
+            _statistics_in_float32(self.model)
+        return _Placement(device, dtype or torch.float32, runner)
+
+    @property
+    def device(self) -> torch.device:
+        return self._placement.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._placement.dtype
+
+    @property
+    def backend(self) -> str:
+        """The backend running the network (see :mod:`fdiwn_sr.backends`)."""
+        return self._placement.runner.name
+
+    @property
+    def bytes_per_pixel(self) -> float:
+        """Peak activation memory per low-resolution pixel of one forward pass: sizes automatic tiles."""
+        return self._placement.runner.bytes_per_pixel
 
     def __repr__(self) -> str:
         return (
@@ -89,28 +163,72 @@ class Upscaler:
             f"dtype={str(self.dtype).removeprefix('torch.')}, backend={self.backend!r})"
         )
 
-    def forward_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the network on a (B, 3, H, W) float tensor in 0..255; returns float32 0..255 unclamped."""
-        if self.dtype in LOW_PRECISION:
-            with torch.autocast(self.device.type, dtype=self.dtype):
-                return self._runner(x).float()
-        return self._runner(x)
+    def to(self, device: torch.device | str | torch.dtype | None = None, dtype: torch.dtype | None = None) -> Upscaler:
+        """Move to another device and/or dtype in place and return ``self``, like ``nn.Module.to``.
 
+        The weights are not read again: the backend is rebuilt from :attr:`model`
+        in memory. ``to(torch.bfloat16)`` changes only the dtype. A backend named
+        when this Upscaler was made is kept (``ValueError`` if it cannot run
+        there); otherwise the fastest one for the new placement is chosen.
+        """
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
+        target = resolve_device(device) if device is not None else self.device
+        self._placement = self._place(target, dtype if dtype is not None else self.dtype)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network alone on a (B, 3, H, W) float tensor in [0, 1] on any device.
+
+        Returns (B, 3, sH, sW) float32 on :attr:`device`, in [0, 1] up to the
+        network's overshoot (unclamped): no tiling, no input adaptation. For
+        images of any kind, size or channel count use :meth:`upscale`.
+        """
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"forward takes a (B, 3, H, W) float tensor in [0, 1], got {_describe(x)}")
+        return self._run(self._placement, x)
+
+    @staticmethod
+    def _run(p: _Placement, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] in, [0, 1] out, on ``p``; the network and its backends compute in 0..255."""
+        x = x.to(p.device) * 255.0
+        if p.dtype in LOW_PRECISION:
+            with torch.autocast(p.device.type, dtype=p.dtype):
+                y = p.runner(x).float()
+        else:
+            y = p.runner(x)
+        return y / 255.0
+
+    @overload
+    def upscale(self, image: PILInput, **options: Unpack[UpscaleOptions]) -> Image.Image: ...
+    @overload
+    def upscale(self, image: np.ndarray, **options: Unpack[UpscaleOptions]) -> np.ndarray: ...
+    @overload
+    def upscale(self, image: torch.Tensor, **options: Unpack[UpscaleOptions]) -> torch.Tensor: ...
+    @overload
+    def upscale(self, image: PILInputs, **options: Unpack[UpscaleOptions]) -> list[Image.Image]: ...
+    @overload
+    def upscale(self, image: Sequence[np.ndarray], **options: Unpack[UpscaleOptions]) -> list[np.ndarray]: ...
+    @overload
+    def upscale(self, image: Sequence[torch.Tensor], **options: Unpack[UpscaleOptions]) -> list[torch.Tensor]: ...
+    @overload
+    def upscale(self, image: list[Any] | tuple[Any, ...], **options: Unpack[UpscaleOptions]) -> list[Result]: ...
     def upscale(
         self,
-        image: ImageLike | list[ImageLike],
+        image: ImageLike | Sequence[ImageLike],
         *,
         tile: int | None = None,
         tile_overlap: int | None = None,
         batch_size: int | None = None,
         progress: bool = False,
-    ) -> ImageLike | list[ImageLike]:
+    ) -> Result | list[Result]:
         """Upscale an image, or a list of them, and give each back in the form it came in.
 
         Accepts PIL images (any common mode; EXIF orientation applied), numpy
         arrays (H x W or H x W x C; uint8, uint16, float in [0, 1]), torch
-        tensors (C x H x W or B x C x H x W, float in [0, 1], any device) and
-        file paths (returned as PIL images). Same-size images in a list run
+        tensors (C x H x W or B x C x H x W, float in [0, 1], any device; the
+        result is clamped to [0, 1], in the input's dtype and on its device)
+        and file paths (returned as PIL images). Same-size images in a list run
         as one batch. ``tile``: None picks a size from free memory, 0 runs the
         whole image at once, N uses N x N low-resolution tiles overlapping by
         ``tile_overlap`` pixels (default 16). ``batch_size`` caps the images
@@ -118,9 +236,10 @@ class Upscaler:
         """
         options = {"tile": tile, "overlap": tile_overlap, "batch_size": batch_size, "progress": progress}
         tiling.check_options(tile, tile_overlap, batch_size)
-        if not isinstance(image, (list, tuple)):
+        p = self._placement  # one placement for the whole call, whatever to() does meanwhile
+        if not _is_sequence(image):
             x, spec = images.to_tensor(image)
-            return images.from_tensor(self._upscale_tensor(x, **options), spec)
+            return images.from_tensor(self._upscale_tensor(p, x, **options), spec)
         if not image:
             raise ValueError("the list of images is empty")
         prepared = [images.to_tensor(im) for im in image]
@@ -129,12 +248,12 @@ class Upscaler:
         for k, (x, spec) in enumerate(prepared):
             groups.setdefault((tuple(x.shape[1:]), x.device, spec.channels), []).append(k)
         for members in groups.values():
-            y = self._upscale_tensor(torch.cat([prepared[k][0] for k in members]), **options)
+            y = self._upscale_tensor(p, torch.cat([prepared[k][0] for k in members]), **options)
             for k, part in zip(members, y.split([prepared[k][0].shape[0] for k in members]), strict=True):
                 results[k] = part
         return [images.from_tensor(y, spec) for y, (_, spec) in zip(results, prepared, strict=True)]
 
-    def _upscale_tensor(self, x: torch.Tensor, **options) -> torch.Tensor:
+    def _upscale_tensor(self, p: _Placement, x: torch.Tensor, **options: Any) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, C, sH, sW): colour through the network, alpha resized bicubically.
 
         Gray goes through as RGB and comes back as the mean of the three
@@ -143,8 +262,9 @@ class Upscaler:
         """
         c = x.shape[1]
         colour = x[:, :3] if c >= 3 else x[:, :1].expand(-1, 3, -1, -1)
+        forward = functools.partial(self._run, p)
         y = tiling.upscale_tiled(
-            self._forward_unit, colour, self.scale, self.device, bytes_per_pixel=self.bytes_per_pixel, **options
+            forward, colour, self.scale, p.device, bytes_per_pixel=p.runner.bytes_per_pixel, **options
         )
         if c < 3:
             y = y.mean(1, keepdim=True)
@@ -153,6 +273,13 @@ class Upscaler:
             y = torch.cat([y, alpha.clamp_(0.0, 1.0)], 1)
         return y
 
-    def _forward_unit(self, x: torch.Tensor) -> torch.Tensor:
-        """forward_tensor on the [0, 1] range the image plumbing uses."""
-        return self.forward_tensor(x.to(self.device) * 255.0) / 255.0
+
+def _is_sequence(image: object) -> bool:
+    """A list, tuple or other sequence of images (a str is a path, not a sequence of them)."""
+    return isinstance(image, Sequence) and not isinstance(image, (str, bytes))
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return f"{type(x).__module__}.{type(x).__name__}"

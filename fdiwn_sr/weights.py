@@ -27,8 +27,19 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from . import checkpoints
+from .atomic import atomic_write_bytes, check_writable_folder
 from .errors import IntegrityError, WeightsError
 from .manifest import ModelEntry, load_manifest
+
+__all__ = [
+    "cache_path",
+    "convert_verified",
+    "default_cache_home",
+    "download",
+    "download_url",
+    "fetch_upstream",
+    "resolve_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +146,7 @@ def _cache_error(folder: Path, e: OSError) -> WeightsError:
 def _cache_ready(folder: Path) -> None:
     """Create ``folder`` and check it takes a file, so a bad cache fails with its name and the fix."""
     try:
-        checkpoints.check_writable_folder(folder)
+        check_writable_folder(folder)
     except OSError as e:
         raise _cache_error(folder, e) from None
 
@@ -179,7 +190,7 @@ def _place(src: Path, entry: ModelEntry, target: Path) -> Path:
     got = hashlib.sha256(data).hexdigest()
     if got != entry.sha256:
         raise _mismatch(f"{entry.hub.filename} from the Hub", entry.sha256, got)
-    checkpoints.atomic_write_bytes(target, data)
+    atomic_write_bytes(target, data)
     return target
 
 

@@ -32,8 +32,8 @@ def lr(reference_dir) -> np.ndarray:
 
 def network(up, rgb8: np.ndarray) -> np.ndarray:
     """The network alone on an 8-bit RGB array, rounded to 8 bits: what upscale must reproduce."""
-    x = torch.from_numpy(rgb8.astype(np.float32)).permute(2, 0, 1)[None]
-    return up.forward_tensor(x)[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+    x = torch.from_numpy(rgb8.astype(np.float32)).permute(2, 0, 1)[None] / 255
+    return (up.forward(x)[0].clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()
 
 
 def test_every_pil_mode_comes_back_in_its_mode_and_size(up):
@@ -54,8 +54,8 @@ def test_gray_goes_through_as_rgb_and_back_to_one_channel(up):
     gray = RGB8[..., 1]
     out = up.upscale(Image.fromarray(gray))
     assert out.mode == "L"
-    rgb = up.forward_tensor(torch.from_numpy(gray).float().expand(1, 3, -1, -1))
-    assert np.array_equal(np.asarray(out), rgb.mean(1)[0].clamp(0, 255).round().byte().numpy())
+    rgb = up.forward(torch.from_numpy(gray).float().expand(1, 3, -1, -1) / 255)
+    assert np.array_equal(np.asarray(out), (rgb.mean(1)[0].clamp(0, 1) * 255).round().byte().numpy())
 
 
 def test_alpha_gradient_survives_and_leaves_colour_alone(up):
@@ -147,6 +147,45 @@ def test_low_precision_keeps_statistics_in_float32(authors_pt, up):
     assert 10 * np.log10(1 / mse) > 40
 
 
+def test_to_changes_dtype_in_place_without_reading_the_weights_again(authors_pt, tmp_path):
+    """float32 -> bfloat16 -> float32 on the CPU: each step gives what a fresh load with that dtype gives,
+    from the network in memory (its weights file is gone by then)."""
+    weights = tmp_path / "x4.pt"
+    weights.write_bytes(authors_pt(4).read_bytes())
+    moved = load_model(4, weights=weights, device="cpu")
+    model, fp32_backend = moved.model, moved.backend
+    x = torch.from_numpy(RGB8[:24, :20].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    before = moved.forward(x)
+    weights.unlink()  # reading the weights again would now fail
+    assert moved.to(dtype=torch.bfloat16) is moved
+    assert (moved.dtype, moved.device, moved.backend) == (torch.bfloat16, torch.device("cpu"), "torch")
+    fresh = load_model(4, weights=authors_pt(4), device="cpu", dtype=torch.bfloat16)
+    low = moved.forward(x)
+    torch.testing.assert_close(low, fresh.forward(x), atol=1e-6, rtol=0)
+    assert 0 < float((low - before).abs().max()) < 0.05  # really bfloat16, and still the same picture
+    moved.to(torch.float32)  # a dtype alone, as nn.Module.to takes it
+    assert (moved.dtype, moved.backend, moved.model) == (torch.float32, fp32_backend, model)
+    torch.testing.assert_close(moved.forward(x), before, atol=2e-6, rtol=0)
+
+
+def test_to_keeps_a_backend_asked_for_and_refuses_where_it_cannot_run(authors_pt):
+    fused = load_model(4, weights=authors_pt(4), device="cpu", backend="torch-fused")
+    with pytest.raises(ValueError, match="cannot run"):
+        fused.to(dtype=torch.bfloat16)
+    assert (fused.dtype, fused.backend) == (torch.float32, "torch-fused")  # a refused move changes nothing
+    assert fused.to("cpu").backend == "torch-fused"
+
+
+def test_forward_is_the_network_on_0_to_1(up, lr):
+    """A real photo in [0, 1] comes out in [0, 1] (up to overshoot) with the same brightness: the
+    public tensor range is [0, 1] end to end, not the network's 0..255."""
+    x = torch.from_numpy(lr.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    y = up.forward(x)
+    assert y.shape == (1, 3, 4 * x.shape[2], 4 * x.shape[3])
+    assert float(y.min()) > -0.1 and float(y.max()) < 1.1
+    assert abs(float(y.mean()) - float(x.mean())) < 0.01
+
+
 def test_bad_precision_is_refused(authors_pt):
     with pytest.raises(ValueError, match="dtype must be"):
         load_model(4, weights=authors_pt(4), device="cpu", dtype=torch.int8)
@@ -185,11 +224,11 @@ def test_a_request_too_large_for_any_tile(up, monkeypatch):
     with pytest.raises(ValueError, match=r"of 13 x 9 at x4 needs about .* the 52 x 36 result"):
         up.upscale(RGB8)
 
-    def no_memory(x):
+    def no_memory(placement, x):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.undo()
-    monkeypatch.setattr(up, "_forward_unit", no_memory)
+    monkeypatch.setattr(up, "_run", no_memory)
     with pytest.raises(ValueError, match="out of memory on cpu even with 16 x 16 tiles"):
         up.upscale(RGB8)
 

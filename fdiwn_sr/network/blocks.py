@@ -18,6 +18,19 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+__all__ = [
+    "FSWG",
+    "WCRW",
+    "WDIB",
+    "WIRW",
+    "CoefficientUnit",
+    "ShuffleAttention",
+    "WideUnit",
+    "channel_shuffle",
+    "conv",
+    "fold_weight_norm",
+]
+
 Scalar = nn.Parameter | float
 
 

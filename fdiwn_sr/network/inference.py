@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from .blocks import FSWG, WDIB, CoefficientUnit, ShuffleAttention, WideUnit, channel_shuffle
 from .fdiwn import FDIWN
 
+__all__ = ["ONEDNN", "FusedFDIWN", "FusedFSWG", "FusedWDIB", "use_onednn"]
+
 _CHANNELS_LAST = torch.channels_last
 _SLOPE = 0.05
 CANCELLATION = 64.0  # E[z^2] / var beyond which E[z^2] - mean^2 in float32 is not trusted

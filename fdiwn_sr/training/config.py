@@ -21,6 +21,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 from ..network import SCALES, VARIANTS
 
+__all__ = ["PRETRAINED", "TrainConfig", "add_arguments", "overrides_from_namespace", "read_toml", "resolve_config"]
+
 PRETRAINED = "pretrained"
 
 

@@ -22,9 +22,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from ..checkpoints import atomic_write_bytes
-from ..evaluate import IMAGE_SUFFIXES
+from ..atomic import atomic_write_bytes
+from ..images import IMAGE_SUFFIXES
 from .imresize import imresize
+
+__all__ = ["PatchDataset", "PatchSampler", "ValImage", "list_images", "load_validation", "pair_by_stem", "read_rgb"]
 
 # LR pixels of context cut around a patch before degrading it: the x4 bicubic
 # kernel reaches 2 LR pixels, so the inner patch equals the whole image's LR.

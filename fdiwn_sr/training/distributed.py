@@ -14,6 +14,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+__all__ = ["DistContext", "barrier", "mean_across", "setup", "teardown"]
+
 # Rank 0 validates while the others wait in the next gradient all-reduce.
 _TIMEOUT = timedelta(minutes=60)
 

@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+__all__ = ["imresize"]
+
 _KERNEL_WIDTH = 4.0
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .. import checkpoints
+from ..atomic import atomic_write_bytes
 from ..errors import CheckpointError
 from ..metrics import psnr_y, ssim_y
 from ..network import FDIWN, VARIANTS, count_parameters
@@ -33,6 +34,8 @@ from ..weights import resolve_weights
 from . import distributed
 from .config import PRETRAINED, TrainConfig
 from .data import PatchDataset, PatchSampler, ValImage, load_validation
+
+__all__ = ["EMA", "TrainResult", "initial_model", "read_training_checkpoint", "train", "validate"]
 
 CHECKPOINT_FORMAT = "fdiwn-sr-train"
 CHECKPOINT_VERSION = 1
@@ -223,7 +226,7 @@ class _Run:
         )
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoints.atomic_write_bytes(self.run_dir / "config.toml", config.to_toml().encode())
+            atomic_write_bytes(self.run_dir / "config.toml", config.to_toml().encode())
         self.log = _Log(self.run_dir, ctx.is_main, config.tensorboard)
         self.log(
             "resume" if resume_from else "start",
@@ -291,7 +294,7 @@ class _Run:
     def _save_checkpoint(self) -> None:
         buf = io.BytesIO()
         torch.save(self._state(), buf)
-        checkpoints.atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+        atomic_write_bytes(self.checkpoint_path, buf.getvalue())
         self.log("checkpoint", self.step, path=str(self.checkpoint_path))
 
     def _export(self, name: str) -> Path:

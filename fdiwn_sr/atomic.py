@@ -1,0 +1,62 @@
+"""Atomic file writes: a temp file in the target's folder, renamed over the target when complete.
+
+A reader sees the old file or the new one, never a partial one; a failed or
+interrupted write leaves no temp file behind. The temp file is created with
+mode 0o666, so the kernel applies the process's umask itself (as ``open()``
+does) and the result is shareable like any other file the user makes. The
+umask is never read: ``os.umask`` can only be read by setting it, which is
+process-global and races with other threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write_bytes", "atomic_writer", "check_writable_folder"]
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, _FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content into; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path.parent, path.name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+def check_writable_folder(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` and write (and drop) a probe file in it: raises the OSError a later write would meet."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
