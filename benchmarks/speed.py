@@ -138,9 +138,9 @@ def _authors_worker(
 class AuthorsProcess:
     """The authors' code in a process of its own, called in lock-step from the rounds.
 
-    Our allocator tuning (``fdiwn_sr.allocator``) is process-wide: in our
-    process it would speed up their code too, which is not how it runs for
-    its users. The pipe round trip adds well under a millisecond.
+    Our allocator tuning (``fdiwn_sr.allocator``, on in this benchmark as in
+    our CLI) is process-wide: in our process it would speed up their code
+    too, which is not how it runs for its users. The pipe round trip adds well under a millisecond.
     """
 
     def __init__(self, code_dir: Path, scale: int, checkpoint: Path, x: torch.Tensor, tune: bool) -> None:
@@ -240,7 +240,7 @@ def bench_scale(args: argparse.Namespace, scale: int) -> list[str]:
         for name, tune in ((AUTHORS, False), (AUTHORS_TUNED, True)):
             workers[name] = AuthorsProcess(args.authors_code, scale, checkpoint, x, tune)
             setup[name] = workers[name].setup
-    allocator.keep_freed_memory()  # as Upscaler does for every CPU backend: our contenders run tuned
+    allocator.keep_freed_memory()  # the benchmark owns its process, as the CLI does: our contenders run tuned
     nets[TRAINING] = lambda: training(x)
     for name in args.backends:
         t = time.perf_counter()

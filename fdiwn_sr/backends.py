@@ -1,10 +1,13 @@
 """Inference backends: callables that map a (B, 3, H, W) float32 0..255 tensor to its upscaled output.
 
-A runner holds no per-call state, so one can be shared by several threads.
+A runner holds no per-call state, so one can be shared by several threads. A
+runner never changes the model it is built from (it works on a folded copy),
+so one network can back several runners: other devices, dtypes, backends.
 
 - ``torch``: eager PyTorch on the folded network; any device and dtype.
-- ``torch-fused``: the fused inference form (:mod:`fdiwn_sr.network.inference`),
-  oneDNN kernels with fused activations on channels-last tensors; CPU, float32.
+- ``torch-fused``: the fused inference form (:mod:`fdiwn_sr.network.inference`)
+  on oneDNN's fused CPU kernels (:mod:`fdiwn_sr.network.kernels`, chosen here,
+  once); CPU, float32.
 - ``onnxruntime``: the fused form exported to ONNX and run by ONNX Runtime on
   the CPU (optional extra ``fdiwn-sr[onnx]``); exporting takes seconds at start.
 
@@ -20,11 +23,11 @@ from typing import Protocol
 
 import torch
 
-from . import tiling
+from . import allocator, tiling
 from ._optional import require
-from .allocator import keep_freed_memory
 from .network import FDIWN
-from .network.inference import ONEDNN, FusedFDIWN
+from .network.inference import FusedFDIWN
+from .network.kernels import ONEDNN, OneDNN
 
 __all__ = ["BACKENDS", "Runner", "available", "make_runner"]
 
@@ -39,13 +42,13 @@ class Runner(Protocol):
 
 
 class TorchRunner:
-    """Eager PyTorch on the folded network (folded in place: autocast hooks stay on the caller's modules)."""
+    """Eager PyTorch on a folded copy of the network."""
 
     name = "torch"
     bytes_per_pixel = tiling.BYTES_PER_PIXEL
 
     def __init__(self, model: FDIWN, device: torch.device) -> None:
-        self.model = model.fold().to(device)
+        self.model = model.folded_copy().to(device)
         self.device = device
 
     @torch.inference_mode()
@@ -54,13 +57,13 @@ class TorchRunner:
 
 
 class FusedRunner:
-    """The fused inference form in eager PyTorch, oneDNN on the CPU."""
+    """The fused inference form in eager PyTorch on oneDNN's CPU kernels."""
 
     name = "torch-fused"
     bytes_per_pixel = 3.5 * 1024  # measured 2.4-3.1 KiB (docs/performance.md)
 
     def __init__(self, model: FDIWN) -> None:
-        self.model = FusedFDIWN(model).eval()
+        self.model = FusedFDIWN(model, OneDNN()).eval()
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +129,7 @@ def make_runner(
             f"backend {name!r} cannot run on {device} with dtype {dtype or torch.float32} here; usable: {usable}"
         )
     if device.type == "cpu":
-        keep_freed_memory()
+        allocator.tune_if_wanted(own_process=False)  # only with FDIWN_SR_MALLOC_TUNING=1: malloc is the host's
     if name == "torch-fused":
         return FusedRunner(model)
     if name == "onnxruntime":

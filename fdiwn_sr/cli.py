@@ -22,7 +22,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 from tqdm import tqdm
 
-from . import __version__, batch, checkpoints, images, load_model, tiling
+from . import __version__, allocator, batch, checkpoints, images, load_model, tiling
 from .atomic import check_writable_folder
 from .errors import CheckpointError, WeightsError
 from .training.config import add_arguments as add_training_arguments
@@ -442,6 +442,7 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; every failure ends in a line or two on stderr and an exit code, Ctrl-C in 130."""
     args = build_parser().parse_args(argv)
+    allocator.tune_if_wanted(own_process=True)  # the command owns its process (FDIWN_SR_MALLOC_TUNING=0: not)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from . import images, tiling
 from .backends import Runner, make_runner
 from .images import ImageLike
 from .network import FDIWN
-from .network.blocks import CoefficientUnit, ShuffleAttention
+from .network.blocks import LOW_PRECISION
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -39,7 +39,6 @@ __all__ = [
     "resolve_device",
 ]
 
-LOW_PRECISION = (torch.float16, torch.bfloat16)
 _DTYPES = (torch.float32, *LOW_PRECISION)
 # What upscale() takes and gives back, for its overloads: a PIL image for PIL images and paths, else the
 # input's own kind; a list for a list. (A str is a path, so lists of paths are spelled out, not Sequence[str].)
@@ -64,18 +63,6 @@ def default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def _statistics_in_float32(model: FDIWN) -> None:
-    """Under fp16/bf16 autocast, feed the global mean/std and group-norm sites float32 inputs.
-
-    Their squared deviations are what overflows or loses precision in half
-    precision; every convolution around them still runs in the low precision.
-    """
-    for m in model.modules():
-        if isinstance(m, (CoefficientUnit, ShuffleAttention)) and not getattr(m, "_fp32_statistics", False):
-            m.register_forward_pre_hook(lambda _m, args: (args[0].float(), *args[1:]))
-            m._fp32_statistics = True
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:
@@ -152,8 +139,6 @@ class Upscaler:
         if dtype not in (None, *_DTYPES):
             raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
         runner = make_runner(self.model, device, dtype, self._backend_request)
-        if dtype in LOW_PRECISION:
-            _statistics_in_float32(self.model)
         return _Placement(device, dtype or torch.float32, runner)
 
     @property

@@ -1,4 +1,12 @@
-"""Host allocator tuning: freed feature maps are reused instead of faulted in afresh (glibc only)."""
+"""Host allocator tuning: opt-in for library users, on in our own command, never over the user's own setting.
+
+Each check runs in a fresh interpreter: malloc settings are process-wide and
+can only be observed, never undone. The child spies on every ``mallopt`` and
+``os.umask`` call (wrapped ctypes lookups and ``os.umask``) and probes glibc's
+state itself: a 64 MiB block is above glibc's largest dynamic mmap threshold
+(32 MiB), so untuned malloc serves it with ``mmap`` (``mallinfo2().hblks`` goes
+up) and tuned malloc from the heap.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +14,178 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from fdiwn_sr import allocator
 
-CHILD = """
-import json, resource, sys, torch
-from fdiwn_sr import allocator
+GLIBC = pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt only")
+
+SPY = """
+import ctypes, json, os, signal, sys, warnings
+
+CALLS = []
+_lookup, _item, _umask = ctypes.CDLL.__getattr__, ctypes.CDLL.__getitem__, os.umask
+
+
+def _spy_lookup(self, name):
+    CALLS.append(name)
+    return _lookup(self, name)
+
+
+def _spy_item(self, name):
+    CALLS.append(name)
+    return _item(self, name)
+
+
+def _spy_umask(mask):
+    CALLS.append("umask")
+    return _umask(mask)
+
+
+ctypes.CDLL.__getattr__, ctypes.CDLL.__getitem__, os.umask = _spy_lookup, _spy_item, _spy_umask
+
+
+def heap_serves_64mib():
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype, libc.malloc.restype, libc.free.argtypes = Info, ctypes.c_void_p, [ctypes.c_void_p]
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(64 << 20)
+    mapped = libc.mallinfo2().hblks - before
+    libc.free(block)
+    return mapped == 0
+
+
+def report(**extra):
+    print(json.dumps({"mallopt": CALLS.count("mallopt"), "umask": CALLS.count("umask"),
+                      "heap_serves_64mib": heap_serves_64mib(), **extra}))
+"""
+
+STATE = """
+import requests  # noqa: F401 - requests and urllib3 add warning filters of their own on import: not ours
+import torch
+
+
+def umask_now():
+    for line in open("/proc/self/status"):
+        if line.startswith("Umask:"):
+            return line.split()[1]
+
+
+def state():
+    handlers = {}
+    for s in signal.valid_signals():
+        try:
+            handlers[str(s)] = repr(signal.getsignal(s))
+        except (ValueError, OSError):
+            pass
+    return {
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "mkldnn": torch.backends.mkldnn.enabled,
+        "cudnn": [torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic],
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "grad": torch.is_grad_enabled(),
+        "default_dtype": str(torch.get_default_dtype()),
+        "anomaly": torch.is_anomaly_enabled(),
+        "warning_filters": [repr(f) for f in warnings.filters],
+        "signals": handlers,
+        "environ": dict(os.environ),
+        "umask": umask_now(),
+        "excepthook": repr(sys.excepthook),
+    }
+"""
+
+
+def _child(code: str, env: dict[str, str] | None = None, *, prelude: str = "") -> dict:
+    base = {k: v for k, v in os.environ.items() if k != allocator.ENV and not k.startswith("MALLOC_")}
+    base.pop("GLIBC_TUNABLES", None)
+    script = SPY + prelude + textwrap.dedent(code)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env={**base, **(env or {})}, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("guest") / "small.png"
+    Image.effect_noise((24, 20), 60).convert("RGB").save(path)
+    return path
+
+
+@GLIBC
+def test_the_probe_sees_tuning_when_it_is_asked_for():
+    # The control for the tests below: an explicit opt-in is visible to the spy and to the probe.
+    plain = _child("report()")
+    tuned = _child("from fdiwn_sr import allocator\nreport(tuned=allocator.keep_freed_memory())")
+    assert plain == {"mallopt": 0, "umask": 0, "heap_serves_64mib": False}
+    assert tuned["tuned"] and tuned["mallopt"] >= 2 and tuned["heap_serves_64mib"], tuned
+
+
+@GLIBC
+def test_import_load_model_and_upscale_leave_the_host_process_alone(authors_pt, image):
+    code = f"""
+    before = state()
+    import fdiwn_sr
+    upscaler = fdiwn_sr.load_model(2, weights={str(authors_pt(2))!r}, device="cpu")
+    out = fdiwn_sr.upscale({str(image)!r}, 2, weights={str(authors_pt(2))!r}, device="cpu")
+    upscaler.upscale({str(image)!r})
+    after = state()
+    report(changed=sorted(k for k in before if before[k] != after[k]), backend=upscaler.backend, size=list(out.size))
+    """
+    result = _child(code, prelude=STATE)
+    assert result["size"] == [48, 40]  # the calls really ran
+    assert result["changed"] == [], result
+    assert result["mallopt"] == 0 and not result["heap_serves_64mib"], result
+    # The umask is the same after (in "changed" above); how checkpoints.py reads it (result["umask"]:
+    # os.umask calls) is issue 18's part B.
+
+
+@GLIBC
+def test_tuning_whenever_a_cpu_backend_is_built_is_an_environment_opt_in(authors_pt):
+    code = f"""
+    import fdiwn_sr
+    fdiwn_sr.load_model(2, weights={str(authors_pt(2))!r}, device="cpu")
+    report()
+    """
+    assert _child(code, {allocator.ENV: "1"})["heap_serves_64mib"]
+    assert not _child(code, {allocator.ENV: "0"})["heap_serves_64mib"]
+
+
+@GLIBC
+@pytest.mark.parametrize(
+    "env, tuned",
+    [
+        ({}, True),  # the command owns its process
+        ({allocator.ENV: "0"}, False),
+        ({"MALLOC_ARENA_MAX": "2"}, False),  # the user's own malloc settings are theirs
+        ({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=4194304"}, False),
+    ],
+)
+def test_the_command_tunes_malloc_unless_told_otherwise(authors_pt, image, tmp_path, env, tuned):
+    code = f"""
+    from fdiwn_sr.cli import main
+    status = main(["upscale", {str(image)!r}, "-o", {str(tmp_path / "out.png")!r}, "--scale", "2",
+                   "--weights", {str(authors_pt(2))!r}, "--device", "cpu"])
+    report(status=status)
+    """
+    result = _child(code, env)
+    assert result["status"] == 0 and (tmp_path / "out.png").is_file()
+    assert result["heap_serves_64mib"] is tuned, result
+    assert (result["mallopt"] > 0) is tuned, result
+
+
+CHILD_FAULTS = """
+import resource, torch
 from fdiwn_sr.backends import make_runner
 from fdiwn_sr.network import FDIWN
 run = make_runner(FDIWN(2, "fdiwn-m"), torch.device("cpu"), None, "torch")
@@ -22,23 +194,46 @@ with torch.inference_mode():
     run(x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     run(x)
-print(json.dumps({"tuned": allocator.keep_freed_memory(),
-                  "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
+report(faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _child(env_value: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != allocator.ENV}
-    if env_value is not None:
-        env[allocator.ENV] = env_value
-    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.skipif(allocator.glibc() is None, reason="glibc's mallopt only")
+@GLIBC
 def test_tuned_malloc_reuses_freed_feature_maps():
-    tuned, plain = _child(None), _child("0")
-    assert tuned["tuned"] and not plain["tuned"]
+    tuned, plain = _child(CHILD_FAULTS, {allocator.ENV: "1"}), _child(CHILD_FAULTS)
+    assert tuned["heap_serves_64mib"] and not plain["heap_serves_64mib"]
     # Untuned, each fresh 128x128 feature map is faulted in page by page; tuned, the heap serves it again.
     assert plain["faults"] > 2000, plain
     assert tuned["faults"] < plain["faults"] / 10, (tuned, plain)
+
+
+class RefusingLibc:
+    """A glibc older than 2.26, as far as mallopt goes: mmap thresholds above 32 MiB are refused (returns 0)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+        self.mallopt = self
+
+    def __call__(self, param: int, value: int) -> int:
+        self.calls.append((param, value))
+        return int(not (param == allocator._M_MMAP_THRESHOLD and value > allocator.OLD_GLIBC_MMAP_MAX))
+
+
+def test_each_threshold_is_set_and_checked_on_its_own(monkeypatch):
+    libc = RefusingLibc()
+    monkeypatch.setattr(allocator, "glibc", lambda: libc)
+    monkeypatch.delenv(allocator.ENV, raising=False)
+    for name in [k for k in os.environ if k.startswith("MALLOC_")] + ["GLIBC_TUNABLES"]:
+        monkeypatch.delenv(name, raising=False)
+    allocator.keep_freed_memory.cache_clear()
+    try:
+        assert allocator.keep_freed_memory()
+    finally:
+        allocator.keep_freed_memory.cache_clear()
+    mmap, trim = allocator._M_MMAP_THRESHOLD, allocator._M_TRIM_THRESHOLD
+    # The refused 1 GiB mmap threshold falls back to 32 MiB, and the trim threshold is still raised.
+    assert libc.calls == [
+        (mmap, allocator.THRESHOLD),
+        (mmap, allocator.OLD_GLIBC_MMAP_MAX),
+        (trim, allocator.THRESHOLD),
+    ]

@@ -17,7 +17,7 @@ from fdiwn_sr import Upscaler
 from fdiwn_sr.backends import BACKENDS, available, make_runner
 from fdiwn_sr.checkpoints import load_network
 from fdiwn_sr.network import FDIWN
-from fdiwn_sr.network.inference import ONEDNN
+from fdiwn_sr.network.kernels import ONEDNN
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from speed import peak_bytes  # the benchmark's own peak measurement, reused
@@ -202,13 +202,13 @@ def test_default_cpu_plan_runs_a_720p_x2_output_whole(authors_pt, monkeypatch):
 def test_channel_statistics_stay_exact_when_the_mean_dwarfs_the_spread(offset):
     # E[z^2] - mean^2 in float32 would lose every digit of the variance at offset 1e4 (std 1);
     # such channels must be recomputed from centred values.
-    from fdiwn_sr.network.inference import channel_stats
+    from fdiwn_sr.network.kernels import OneDNN
 
     g = torch.Generator().manual_seed(1)
     z = torch.randn(2, 24, 90, 160, generator=g) * torch.linspace(0.5, 2.0, 24).view(1, -1, 1, 1) + offset
     z = z.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        mean, var = channel_stats(z)
+        mean, var = OneDNN().channel_stats(z)
     z64 = z.double()
     assert torch.allclose(mean.double(), z64.mean((2, 3), keepdim=True), rtol=1e-6, atol=1e-4)
     assert torch.allclose(var.double(), z64.var((2, 3), unbiased=False, keepdim=True), rtol=1e-4)
@@ -216,26 +216,32 @@ def test_channel_statistics_stay_exact_when_the_mean_dwarfs_the_spread(offset):
 
 @pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")
 @pytest.mark.parametrize("depthwise_gates", [True, False])
-@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # torch's own, from mkldnn.flags()
-def test_fused_block_on_onednn_equals_the_training_block_across_pixel_blocks(authors_pt, depthwise_gates, monkeypatch):
-    # 130x150 = 19,500 pixels: more than one 16k-pixel block of the 1x1 chains, so the fusion
-    # unit's input is concatenated block by block; also the gates (as depthwise convolutions, which
-    # large maps get, or eager) and the permutation-product shuffle, against the plain WDIB and the
-    # same module without oneDNN.
-    from fdiwn_sr.network import inference
+def test_fused_block_on_onednn_equals_the_training_block_across_pixel_blocks(authors_pt, depthwise_gates):
+    # 130x150 = 19,500 pixels in 4096-pixel blocks (a kernel parameter, so whatever the thread count):
+    # the 1x1 chains cross four block boundaries and the fusion unit's input is concatenated block by
+    # block. Also the gates (as depthwise convolutions, which large maps get, or eager) and the
+    # permutation-product shuffle, against the plain WDIB and the same graph on the plain kernels.
     from fdiwn_sr.network.inference import FusedWDIB
+    from fdiwn_sr.network.kernels import PLAIN, OneDNN
 
-    monkeypatch.setattr(inference, "DEPTHWISE_GATE_PIXELS", 0 if depthwise_gates else 1 << 30)
-
+    kernels = OneDNN(block_pixels=4096, depthwise_gate_pixels=0 if depthwise_gates else 1 << 30)
     block = load_network(authors_pt(2), 2).fold().fswg[0].wdib1
-    fused = FusedWDIB(block)
+    fused = FusedWDIB(block).using(kernels)
     g = torch.Generator().manual_seed(2)
     x = (torch.randn(1, 24, 130, 150, generator=g) * 20).contiguous(memory_format=torch.channels_last)
+    calls = []
+    chain = kernels.pointwise_chain
+
+    def counted(*args, **kwargs):
+        calls.append(args[2].shape[2] * args[2].shape[3])
+        return chain(*args, **kwargs)
+
+    kernels.pointwise_chain = counted
     with torch.inference_mode():
         expected = block(x)
         fast = fused(x)
-        with torch.backends.mkldnn.flags(enabled=False):
-            plain = fused(x)
+        plain = fused.using(PLAIN)(x)
+    assert calls and min(calls) > 4 * 4096  # every chain of this block ran over five blocks
     scale = expected.abs().max().item()
     assert max_diff(fast, expected) <= 1e-5 * scale, (max_diff(fast, expected), scale)
     assert max_diff(plain, expected) <= 1e-5 * scale

@@ -129,14 +129,12 @@ def test_device_is_chosen_cuda_then_mps_then_cpu(monkeypatch):
 
 
 def test_low_precision_keeps_statistics_in_float32(authors_pt, up):
-    """bf16 autocast on the CPU (no GPU here): the global mean/std and group-norm sites see float32."""
+    """bf16 autocast on the CPU (no GPU here): the blocks take their global mean/std and group norms in float32."""
     half = load_model(4, weights=authors_pt(4), device="cpu", dtype=torch.bfloat16)
     seen = set()
-    hooks = [
-        m.register_forward_pre_hook(lambda _m, args: seen.add(args[0].dtype))
-        for m in half.model.modules()
-        if isinstance(m, (CoefficientUnit, ShuffleAttention))
-    ]
+    sites = [m.gn for m in half._placement.runner.model.modules() if isinstance(m, ShuffleAttention)]
+    sites += [m.mean_branch for m in half._placement.runner.model.modules() if isinstance(m, CoefficientUnit)]
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.add(args[0].dtype)) for m in sites]
     x = RGB8.astype(np.float32) / 255
     low = half.upscale(x)
     for h in hooks:

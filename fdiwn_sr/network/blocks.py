@@ -32,6 +32,23 @@ __all__ = [
 ]
 
 Scalar = nn.Parameter | float
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def float32_statistics(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is float16/bfloat16: the input of a global statistic.
+
+    Squared deviations over a whole image overflow float16 and lose every
+    digit in bfloat16; the convolutions around the statistics stay low-precision.
+    """
+    return x.float() if x.dtype in LOW_PRECISION else x
+
+
+def like_input(y: Tensor, x: Tensor) -> Tensor:
+    """A float32 result back in the input's precision, unless autocast picks each operation's precision."""
+    if y.dtype == x.dtype or torch.is_autocast_enabled(x.device.type):
+        return y
+    return y.to(x.dtype)
 
 
 def act(x: Tensor) -> Tensor:
@@ -104,13 +121,14 @@ class ShuffleAttention(nn.Module):
         self.gn = nn.GroupNorm(c, c)
 
     def forward(self, x: Tensor) -> Tensor:
+        """In float32 for float16/bfloat16 inputs (both gates are statistics over the image)."""
         b, c, h, w = x.shape
-        x = x.reshape(b * self.groups, c // self.groups, h, w)
-        x0, x1 = x.chunk(2, dim=1)
-        x0 = x0 * torch.sigmoid(self.cweight * x0.mean((2, 3), keepdim=True) + self.cbias)
-        x1 = x1 * torch.sigmoid(self.sweight * self.gn(x1) + self.sbias)
-        out = torch.cat([x0, x1], dim=1).reshape(b, c, h, w)
-        return channel_shuffle(out, 2)
+        z = float32_statistics(x).reshape(b * self.groups, c // self.groups, h, w)
+        z0, z1 = z.chunk(2, dim=1)
+        z0 = z0 * torch.sigmoid(self.cweight * z0.mean((2, 3), keepdim=True) + self.cbias)
+        z1 = z1 * torch.sigmoid(self.sweight * self.gn(z1) + self.sbias)
+        out = torch.cat([z0, z1], dim=1).reshape(b, c, h, w)
+        return like_input(channel_shuffle(out, 2), x)
 
 
 class WideUnit(nn.Module):
@@ -165,12 +183,19 @@ class CoefficientUnit(nn.Module):
         self.std_branch = nn.Sequential(conv(c, r, 1), nn.ReLU(inplace=True), conv(r, c, 1), nn.ReLU(inplace=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-        return (torch.sigmoid(self.mean_branch(mean)) + torch.sigmoid(self.std_branch(var.sqrt()))) * 0.5
+        """Mean and std in float32 for float16/bfloat16 inputs; the branches in the input's precision."""
+        var, mean = torch.var_mean(float32_statistics(x), dim=(2, 3), keepdim=True, correction=0)
+        mean, std = like_input(mean, x), like_input(var.sqrt(), x)
+        return (torch.sigmoid(self.mean_branch(mean)) + torch.sigmoid(self.std_branch(std))) * 0.5
 
 
 class WDIB(nn.Module):
-    """Wide-residual distillation interaction block."""
+    """Wide-residual distillation interaction block: a WRDC, then an SCF, then shuffle attention.
+
+    ``wirw1..4``, ``wcrw1/2``, ``coef_*`` and ``distill_gate1/2`` make up the
+    WRDC (:meth:`wrdc`); ``fusion``, ``fusion_gate`` and the scalars
+    ``scale_x1/2`` the SCF (:meth:`scf`). Attribute names are checkpoint keys.
+    """
 
     def __init__(self, c: int, e1: float, e2: float, e3: float) -> None:
         super().__init__()
@@ -187,6 +212,16 @@ class WDIB(nn.Module):
         self.sa = ShuffleAttention(c)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.sa(self.scf(*self.wrdc(x), x))
+
+    def wrdc(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The wide-residual distillation connection (WRDC): two distillation steps with interaction.
+
+        Each step distils half of a WIRW's output (``d``) and refines the other
+        half with a WCRW; the two branches weight each other through the
+        coefficient units, and the distilled halves gate them (``distill_gate``).
+        Returns the two branches, each through its last WIRW.
+        """
         h = x.shape[1] // 2
         a = act(self.wirw1(x))
         d_a, r_a = a[:, :h], a[:, h:]
@@ -198,10 +233,17 @@ class WDIB(nn.Module):
         q = self.wcrw2(r_b)
         ub2 = torch.addcmul(q, self.coef_a2(ua1), ua1) * torch.sigmoid(self.distill_gate1(d_b))
         ua2 = torch.addcmul(ua1, self.coef_b2(q), q) * torch.sigmoid(self.distill_gate2(d_a))
-        oa, ob = self.wirw3(ua2), self.wirw4(ub2)
+        return self.wirw3(ua2), self.wirw4(ub2)
+
+    def scf(self, oa: Tensor, ob: Tensor, x: Tensor) -> Tensor:
+        """The self-calibration fusion (SCF) of the two branches, plus the block's input.
+
+        The fusion unit (a wide unit with a convolutional shortcut) merges the
+        concatenated branches, and a sigmoid gate computed from them calibrates
+        how much of the second branch passes through.
+        """
         cat = torch.cat([mul(oa, self.scale_x1), mul(ob, self.scale_x2)], dim=1)
-        y = self.fusion(cat) + torch.sigmoid(self.fusion_gate(cat)) * ob + x
-        return self.sa(y)
+        return self.fusion(cat) + torch.sigmoid(self.fusion_gate(cat)) * ob + x
 
     def fold_scales(self) -> None:
         """scale_x1 goes into wirw3's scalars; scale_x2 into the fusion inputs."""

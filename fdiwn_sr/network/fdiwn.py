@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -131,6 +132,16 @@ class FDIWN(nn.Module):
         # The authors' x4 model feeds its skip path the mean-subtracted input.
         y2 = F.pixel_shuffle(self.skip_up(self.skip_conv(s if self.scale == 4 else x)), self.scale)
         return self.add_mean(y1 + y2)
+
+    def folded_copy(self) -> FDIWN:
+        """The inference form as a new module; this one stays as it is (the backends never change a caller's model)."""
+        if self.folded:
+            return copy.deepcopy(self)
+        # A fresh module, not a deepcopy: that would share weight norm's parametrised classes.
+        like = next(self.parameters())
+        twin = FDIWN(self.scale, self.variant).to(device=like.device, dtype=like.dtype)
+        twin.load_state_dict(self.state_dict())
+        return twin.fold()
 
     @torch.no_grad()
     def fold(self) -> FDIWN:
