@@ -110,6 +110,7 @@ INTERNAL = {
     "fdiwn_sr.network.blocks": "the network's parts; see The network",
     "fdiwn_sr.network.fdiwn": "its public names are documented under fdiwn_sr.network",
     "fdiwn_sr.network.inference": "the fused inference form; see Performance",
+    "fdiwn_sr.network.kernels": "the fused form's CPU kernels, chosen by the backends; see Performance",
     "fdiwn_sr.training.config": "its public names are documented under fdiwn_sr.training",
     "fdiwn_sr.training.data": "its public names are documented under fdiwn_sr.training",
     "fdiwn_sr.training.distributed": "process-group plumbing of train()",

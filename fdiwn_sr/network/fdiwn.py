@@ -134,7 +134,11 @@ class FDIWN(nn.Module):
         return self.add_mean(y1 + y2)
 
     def folded_copy(self) -> FDIWN:
-        """The inference form as a new module; this one stays as it is (the backends never change a caller's model)."""
+        """The inference form as a new module; this one stays as it is (the backends never change a caller's model).
+
+        Returns:
+            A folded copy, on this module's device and dtype.
+        """
         if self.folded:
             return copy.deepcopy(self)
         # A fresh module, not a deepcopy: that would share weight norm's parametrised classes.
