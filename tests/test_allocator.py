@@ -146,8 +146,7 @@ def test_import_load_model_and_upscale_leave_the_host_process_alone(authors_pt, 
     assert result["size"] == [48, 40]  # the calls really ran
     assert result["changed"] == [], result
     assert result["mallopt"] == 0 and not result["heap_serves_64mib"], result
-    # The umask is the same after (in "changed" above); how checkpoints.py reads it (result["umask"]:
-    # os.umask calls) is issue 18's part B.
+    assert result["umask"] == 0, "the umask was read by setting it (process-wide, not thread-safe)"
 
 
 @GLIBC
