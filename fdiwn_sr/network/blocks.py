@@ -126,7 +126,10 @@ class ShuffleAttention(nn.Module):
         z = float32_statistics(x).reshape(b * self.groups, c // self.groups, h, w)
         z0, z1 = z.chunk(2, dim=1)
         z0 = z0 * torch.sigmoid(self.cweight * z0.mean((2, 3), keepdim=True) + self.cbias)
-        z1 = z1 * torch.sigmoid(self.sweight * self.gn(z1) + self.sbias)
+        # The group norm's affine parameters follow the (float32) statistics: a model halved as a whole
+        # (spandrel's .half()) has half parameters, which GroupNorm refuses beside a float32 input.
+        gn = F.group_norm(z1, self.gn.num_groups, self.gn.weight.to(z1.dtype), self.gn.bias.to(z1.dtype), self.gn.eps)
+        z1 = z1 * torch.sigmoid(self.sweight * gn + self.sbias)
         out = torch.cat([z0, z1], dim=1).reshape(b, c, h, w)
         return like_input(channel_shuffle(out, 2), x)
 
