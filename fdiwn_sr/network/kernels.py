@@ -43,9 +43,11 @@ _CHANNELS_LAST = torch.channels_last
 
 # Bytes of cache one pixel of a 1x1 chain's block takes: its input (up to 48 channels), middle (up to
 # 112) and output rows (up to 24) are 184 floats, 736 bytes; a block of a third of that per pixel in
-# L2 measured best (8192 pixels on a 2 MiB-L2 Xeon core, 4096 4 % slower; 2048 on this 512 KiB-L2 EPYC
-# core within 1 % of 8192, docs/performance.md). A tuning knob: any value computes the same result.
+# L2 measured best (8192 pixels on a 2 MiB-L2 Xeon core, 4096 4 % slower). Smaller caches are not
+# measured, so blocks never go below those 8192 pixels per thread. A tuning knob: any value computes the
+# same result.
 CACHE_BYTES_PER_BLOCK_PIXEL = 256
+MIN_BLOCK_PIXELS = 8192
 DEFAULT_L2_BYTES = 1 << 20  # where the machine does not say
 # Maps from which a gate runs as a depthwise oneDNN convolution: below, oneDNN's fixed cost per call
 # (about 50 us) outweighs the pass it saves and eager addcmul + sigmoid is faster. Crossover measured at
@@ -86,8 +88,8 @@ def l2_cache_bytes() -> int:
 
 
 def block_pixels_per_thread() -> int:
-    """Pixels per thread in a block of a 1x1 chain: what fits one core's L2 cache (at least 1024)."""
-    return max(1024, l2_cache_bytes() // CACHE_BYTES_PER_BLOCK_PIXEL)
+    """Pixels per thread in a block of a 1x1 chain: what fits one core's L2 cache (at least 8192, as measured)."""
+    return max(MIN_BLOCK_PIXELS, l2_cache_bytes() // CACHE_BYTES_PER_BLOCK_PIXEL)
 
 
 def shuffle_source(c: int, groups: int) -> Tensor:
