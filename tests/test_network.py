@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from random_network import randomised
 from safetensors.torch import load_file
 
 from fdiwn_sr.checkpoints import load_network
@@ -44,27 +45,14 @@ def test_fdiwn_m_parameter_count_within_3_percent_of_paper(scale, paper):
     assert abs(count_parameters(FDIWN(scale, "fdiwn-m")) - paper) / paper < 0.03
 
 
-def _randomise(model: FDIWN, seed: int) -> None:
-    """Random weights with scalars far from 1, so that every fold is exercised."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.numel() == 1:
-                r = float(torch.rand(1, generator=gen))
-                p.fill_(0.3 + 0.5 * r if r < 0.5 else 1.2 + 0.5 * r)
-            else:
-                p.mul_(1 + 0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-
-
 @pytest.mark.parametrize(("scale", "variant"), [(2, "fdiwn"), (3, "fdiwn-m"), (4, "fdiwn")])
 def test_inference_form_equals_training_form_with_random_weights(scale, variant):
     # float64 separates the algebra of folding from float32 rounding. A random
     # (untrained) network is badly conditioned: it amplifies float64 rounding to
     # about 1e-6 of its output range, while a folding mistake shows at the size of
     # a scalar's distance from 1 (> 0.1 here). 1e-5 sits well between the two.
-    model = FDIWN(scale, variant).double().eval()
-    _randomise(model, seed=scale)
-    scalars = [float(p) for p in model.parameters() if p.numel() == 1]
+    model = randomised(scale, variant, seed=scale)
+    scalars = [p.item() for p in model.parameters() if p.numel() == 1]
     assert min(abs(s - 1.0) for s in scalars) > 0.1
     x = torch.rand(1, 3, 23, 29, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 255
     with torch.no_grad():
