@@ -101,7 +101,9 @@ def main() -> None:
     ref = Path(os.environ.get("FDIWN_SR_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
     p.add_argument("--checkpoints", type=Path, default=ref / "upstream-checkpoints")
     args = p.parse_args()
-    print(f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    print(f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     for scale in args.scales:
         measure(args.before, scale, args.rounds, args.checkpoints, tuple(args.size))
 
