@@ -65,10 +65,10 @@ def main() -> None:
             print(f"round {r}: network {network[-1]:.3f} frames/s, upscale_video {video[-1]:.3f} frames/s", flush=True)
     n, v = statistics.median(network), statistics.median(video)
     lines = [
-        f"Measured by `benchmarks/video_speed.py` on {platform.machine()} Linux, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), backend {up.backend}; "
-        f"load average before the run {load} (the machine was shared with other jobs, so absolute figures "
-        "are low; the ratio is the meaningful part).",
+        f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/video_speed.py --frames {args.frames} --rounds "
+        f"{args.rounds}` on {platform.machine()} Linux, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), backend {up.backend}, malloc as a library user has it (not tuned); "
+        f"load average (1/5/15 min) {load} before the run.",
         "",
         f"{args.frames} frames of 320x180 -> 1280x720, x4, batch {args.batch_size}, "
         f"median of {args.rounds} interleaved rounds:",

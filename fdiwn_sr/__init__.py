@@ -63,6 +63,10 @@ def load_model(
     are read from the file and must agree with the request. The scale, variant and
     device are checked before any weights are looked for.
 
+    Leaves the host process as it is. A program that owns its process and runs on
+    the CPU may call ``fdiwn_sr.allocator.keep_freed_memory()``
+    once for 1.15-1.23x (the command line does; see [Performance][performance]).
+
     Args:
         scale: Upscaling factor: 2, 3 or 4.
         variant: ``"fdiwn"`` (pretrained weights exist) or ``"fdiwn-m"`` (pass ``weights``).
