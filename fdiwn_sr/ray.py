@@ -218,7 +218,8 @@ def upscale_dataset(
         threads: CPUs reserved per actor on CPU nodes, and its torch threads (default 4, at
             most the cluster's).
         num_gpus: GPUs per actor (default 1 where the cluster has GPUs, else 0).
-        rows_per_batch: Files per actor call.
+        rows_per_batch: Files per actor call at most; a small folder is cut finer, so
+            that every actor gets a share (12 files on 2 actors: 6 calls of 2).
         suffix: Added to each output's name before the extension (default ``_x{scale}``).
         format: Output format (``png``, ``jpg``, ``webp``); None keeps the input's where it can.
         overwrite: Redo outputs that exist.
@@ -229,7 +230,7 @@ def upscale_dataset(
         Outputs written and skipped, the errors record, and inputs that matched nothing.
 
     Raises:
-        ValueError: If ``output_dir`` looks like a file name.
+        ValueError: If ``output_dir`` looks like a file name, or ``rows_per_batch`` is below 1.
         TypeError: If an option is neither [`load_model`][fdiwn_sr.load_model]'s nor
             [`Upscaler.upscale`][fdiwn_sr.Upscaler.upscale]'s.
         ImportError: If the ``ray`` extra is not installed.
@@ -237,6 +238,8 @@ def upscale_dataset(
     ray = require("ray", "ray", "fdiwn_sr.ray")
     require("ray.data", "ray", "fdiwn_sr.ray")
     _split_options(options)  # unknown options fail here, not in an actor
+    if rows_per_batch < 1:
+        raise ValueError(f"rows_per_batch must be at least 1, got {rows_per_batch}")
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if Path(output_dir).suffix.lower()[1:] in images.OUTPUT_FORMATS:
@@ -260,7 +263,11 @@ def upscale_dataset(
         cpus_per_actor = threads or min(4, cpus)
         concurrency = concurrency or max(1, cpus // cpus_per_actor)
     rows = [{"path": str(j.src), "output": str(j.dst), "clash": j.clash or ""} for j in jobs]
-    ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), concurrency * 4)).map_batches(
+    blocks = min(len(rows), concurrency * 4)
+    # A batch never spans more than a block's rows: one batch of a whole small folder would keep one actor busy
+    # and leave the others idle.
+    rows_per_batch = min(rows_per_batch, -(-len(rows) // blocks))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         UpscaleFiles,
         fn_constructor_kwargs={
             "scale": scale,
