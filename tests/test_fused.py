@@ -37,7 +37,8 @@ def test_fused_form_equals_training_form_with_random_weights(scale, variant):
     assert plain.dtype == torch.float64
     r = expected.abs().max().item()
     assert (plain - expected).abs().max().item() <= 1e-6 * r
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items()), "the network was changed"
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in state.items()), "the network was changed"
     assert not model.folded
 
 
