@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -98,12 +97,12 @@ def main() -> None:
     p.add_argument("--scales", type=int, nargs="+", default=[4, 2], choices=(2, 3, 4))
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--size", type=int, nargs=2, default=(1280, 720), metavar=("WIDTH", "HEIGHT"))
-    ref = Path(os.environ.get("FDIWN_SR_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
-    p.add_argument("--checkpoints", type=Path, default=ref / "upstream-checkpoints")
+    # Imported here, not at the top: speed.py imports this tree's fdiwn_sr, which the "before" process must not.
+    from speed import machine, reference_dir
+
+    p.add_argument("--checkpoints", type=Path, default=reference_dir() / "upstream-checkpoints")
     args = p.parse_args()
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    print(f"{platform.machine()} {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print("\n".join(machine()))
     for scale in args.scales:
         measure(args.before, scale, args.rounds, args.checkpoints, tuple(args.size))
 

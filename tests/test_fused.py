@@ -4,8 +4,8 @@ The algebra of the fused form (folded scalars, gates, shuffles) is checked in
 float64 on the plain kernels: a rewriting mistake shows at the size of a
 scalar's distance from 1 (> 0.1 here), float64 rounding (amplified by the
 untrained network) below 1e-7 of the output range. oneDNN's kernels run in
-float32 only: they are held to a few times what float32 rounding alone does
-to the training form.
+float32 only: they are held to fixed fractions of the output range, FSWG by
+FSWG and on the whole network (why those two, see the note above their tests).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fdiwn_sr.network.kernels import ONEDNN, PLAIN, OneDNN
 
 
 def single(model: FDIWN) -> FDIWN:
+    """A float32 copy of a (float64) network, for the oneDNN kernels."""
     copy = FDIWN(model.scale, model.variant).eval()
     copy.load_state_dict(model.state_dict())
     return copy
