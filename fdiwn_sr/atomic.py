@@ -11,6 +11,7 @@ process-global and races with other threads.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import tempfile
@@ -18,14 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write_bytes", "atomic_writer", "check_writable_folder"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_writer", "check_writable_folder", "remove_stale_temporaries"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
-def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+def _create_temp(folder: Path, name: str, suffix: str = "") -> tuple[int, Path]:
+    """``.{name}.{random}.tmp{suffix}`` in ``folder``, created empty (the names ``remove_stale_temporaries`` knows)."""
     while True:
-        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp{suffix}"
         try:
             return os.open(tmp, _FLAGS, 0o666), tmp
         except FileExistsError:
@@ -47,6 +49,35 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temp file's path for writers that open files by name (it keeps ``path``'s extension); it replaces
+    ``path`` only if the block succeeds, and is removed otherwise."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path.parent, path.name, path.suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:
+    """Delete the temp files of writes to ``path`` that a killed process (SIGKILL) could not clean up.
+
+    Only for a caller that owns ``path`` (no live write to it), such as the worker a job assigns it to.
+    """
+    path = Path(path)
+    if path.parent.is_dir():
+        name = glob.escape(path.name)
+        for pattern in (f".{name}.*.tmp", f".{name}.*.tmp{glob.escape(path.suffix)}"):
+            for stale in path.parent.glob(pattern):
+                stale.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

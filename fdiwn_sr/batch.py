@@ -9,7 +9,6 @@ rename), so an output that exists is a complete one and a rerun can skip it.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,9 +19,10 @@ from typing import Any, Literal
 import torch
 
 from . import images
+from .atomic import remove_stale_temporaries
 from .upscaler import Upscaler, resolve_device
 
-__all__ = ["Job", "Worker", "parse_shard", "plan", "remove_stale_temporaries", "run_job", "share"]
+__all__ = ["Job", "Worker", "parse_shard", "plan", "run_job", "share"]
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,6 @@ def run_job(
     result = upscaler.upscale(images.open_image(job.src), **options)
     images.save_image(result, job.dst, fmt)
     return "written"
-
-
-def remove_stale_temporaries(dst: Path) -> None:
-    """Delete temp files a killed writer of ``dst`` left behind (the atomic write's ``.{name}.*.tmp``).
-
-    A process killed with SIGKILL between creating its temp file and renaming
-    it cannot clean up; the worker that owns ``dst`` on the rerun does.
-    """
-    if dst.parent.is_dir():
-        for stale in dst.parent.glob(f".{glob.escape(dst.name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import __version__, allocator, batch, checkpoints, images, load_model, tiling
-from .atomic import check_writable_folder
+from .atomic import check_writable_folder, remove_stale_temporaries
 from .errors import CheckpointError, WeightsError
 from .training.config import add_arguments as add_training_arguments
 from .training.config import overrides_from_namespace
@@ -102,7 +102,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         if job.clash:
             problem(f"{job.src}: {job.clash}")
             continue
-        batch.remove_stale_temporaries(job.dst)
+        remove_stale_temporaries(job.dst)
         if job.dst.exists() and not args.overwrite:
             skipped += 1
             continue
@@ -167,6 +167,7 @@ def _upscale_videos(
     done = kept = 0
     for src, rel in videos:
         dst = to_file or Path(args.output) / rel.with_name(f"{rel.stem}{suffix}{rel.suffix}")
+        remove_stale_temporaries(dst)
         if dst.exists() and not args.overwrite:
             kept += 1
             continue

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ._optional import require
+from .atomic import atomic_path
 from .errors import VideoError
 from .upscaler import Upscaler
 
@@ -175,7 +175,7 @@ def upscale_video(
             if stream.duration and stream.average_rate
             else None
         )
-        with _temporary(dst) as tmp, _open_output(av, tmp, dst) as out:
+        with atomic_path(dst) as tmp, _open_output(av, tmp, dst) as out:
             streams = _add_streams(out, inp, stream, first, encoder.name, out_fmt, upscaler.scale, options)
             pipeline = _Pipeline(av, upscaler, first, out, streams, deep, queue_size)
             n = pipeline.run(
@@ -267,25 +267,6 @@ def _until_first_frame(av: Any, items: Iterator[Any], src: Path) -> list[Any]:
 def _chain(head: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
     yield from head
     yield from rest
-
-
-class _temporary:
-    """A temp path beside ``dst``, renamed onto it on success and removed on any failure or interrupt."""
-
-    def __init__(self, dst: Path) -> None:
-        self.dst = dst
-
-    def __enter__(self) -> Path:
-        self.dst.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.dst.parent / f".{self.dst.stem}.{secrets.token_hex(6)}.part{self.dst.suffix}"
-        os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any file
-        return self.tmp
-
-    def __exit__(self, kind: type | None, *_: Any) -> None:
-        if kind is None:
-            os.replace(self.tmp, self.dst)
-        else:
-            self.tmp.unlink(missing_ok=True)
 
 
 class _open_output:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from fdiwn_sr.atomic import atomic_write_bytes, atomic_writer
+from fdiwn_sr.atomic import atomic_path, atomic_write_bytes, atomic_writer, remove_stale_temporaries
 
 
 def leftovers(folder) -> list[str]:
@@ -51,6 +51,29 @@ def test_data_that_cannot_be_written_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_bytes(tmp_path / "out.bin", "text, not bytes")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_keeps_the_extension_and_replaces_only_on_success(tmp_path):
+    target = tmp_path / "clip.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".clip.mp4.") and tmp.suffix == ".mp4"
+        assert not target.exists()
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_stale_temporaries_of_one_target_are_removed_and_nothing_else(tmp_path):
+    names = [".a.png.k1ll3d.tmp", ".a.mp4.k1ll3d.tmp.mp4", ".b.png.k1ll3d.tmp", "a.png", ".a.png.lock"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    remove_stale_temporaries(tmp_path / "a.png")
+    remove_stale_temporaries(tmp_path / "a.mp4")
+    remove_stale_temporaries(tmp_path / "missing" / "c.png")  # no folder: nothing to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.png.lock", ".b.png.k1ll3d.tmp", "a.png"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")

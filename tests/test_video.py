@@ -166,7 +166,7 @@ def test_sigint_midway_leaves_no_file(tmp_path, authors_pt):
     while not any(4 <= n < 200 for n in seen) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, "finished before it could be interrupted"
-    assert list(out.glob(".long_x2.*.part.mp4")), "no temp file while running"
+    assert list(out.glob(".long_x2.mp4.*.tmp.mp4")), "no temp file while running"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) != 0
     reader.join(timeout=10)
@@ -218,6 +218,8 @@ def test_cli_folder_mixing_images_and_videos(tmp_path, authors_pt):
     make_clip(src / "sub" / "walk.mp4", frames=4, audio=None)
     Image.fromarray(pattern(0, 20, 16)).save(src / "still.png")
     out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / ".walk_x2.mp4.k1ll3d.tmp.mp4").write_bytes(b"half")  # what a killed writer leaves; swept
     r = subprocess.run(
         cli(src, "-o", out, "--scale", 2, "--weights", authors_pt(2), "--device", "cpu"),
         capture_output=True,
