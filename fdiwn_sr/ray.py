@@ -9,6 +9,7 @@ fatal). Ray is imported only when these are used.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,11 +21,15 @@ import torch
 
 from . import batch, images, load_model
 from ._optional import require
+from .upscaler import UpscaleOptions
 
 __all__ = ["Upscale", "UpscaleFiles", "UpscaleResult", "upscale_dataset"]
 
-_UPSCALE_OPTIONS = ("tile", "tile_overlap", "batch_size")
-_LOAD_OPTIONS = ("weights", "device", "dtype", "backend", "revision", "cache_dir", "offline")
+# Read off the API they pass through to, so a new option reaches the actors; progress bars stay with the driver.
+_UPSCALE_OPTIONS = tuple(k for k in UpscaleOptions.__annotations__ if k != "progress")
+_LOAD_OPTIONS = tuple(
+    p.name for p in inspect.signature(load_model).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -94,3 +94,14 @@ def test_example_runs(cluster, mixed_folder, x4_weights, tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"errors: 1 ({mixed_folder / CORRUPT}" in r.stdout
+
+
+def test_options_pass_through_to_load_model_and_upscale(x4_weights):
+    """Every keyword-only option of load_model and every per-call option of upscale reaches the actor; a typo
+    (or progress bars, which stay with the driver) is a TypeError naming it, before any model is loaded."""
+    actor = Upscale(4, weights=str(x4_weights), device="cpu", dtype=None, offline=True, tile=64, tile_overlap=8)
+    assert actor.options == {"tile": 64, "tile_overlap": 8}
+    assert actor.upscaler.device.type == "cpu"
+    for bad in ({"tiles": 64}, {"progress": True}):
+        with pytest.raises(TypeError, match=next(iter(bad))):
+            Upscale(4, weights=str(x4_weights), **bad)
