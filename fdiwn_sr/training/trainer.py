@@ -442,12 +442,16 @@ def train(config: TrainConfig, *, resume: bool | str | os.PathLike[str] = False)
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     ctx = distributed.setup(config.device)
     previous = torch.are_deterministic_algorithms_enabled()
+    # cuBLAS is deterministic only with a fixed workspace; set for the run (unless the user set it), then undone.
+    workspace = config.deterministic and ctx.device.type == "cuda" and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    if workspace:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     if config.deterministic:
-        if ctx.device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     try:
         return _Run(config, ctx, resume).run()
     finally:
         torch.use_deterministic_algorithms(previous)
+        if workspace:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
         distributed.teardown(ctx)
