@@ -27,7 +27,7 @@ from filelock import FileLock
 from tqdm import tqdm
 
 from . import checkpoints
-from .atomic import atomic_write_bytes, check_writable_folder
+from .atomic import atomic_path, atomic_write_bytes, check_writable_folder
 from .errors import IntegrityError, WeightsError
 from .manifest import ModelEntry, load_manifest
 
@@ -300,10 +300,7 @@ def download_url(url: str, dest: Path, sha256: str, size: int) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if why := _unreachable(url):
         raise WeightsError(f"download of {url} failed: {why}")
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest) as tmp:  # replaces dest only once the bytes are verified
         for attempt in range(ATTEMPTS):
             try:
                 got = _stream_once(url, tmp, size)
@@ -316,9 +313,6 @@ def download_url(url: str, dest: Path, sha256: str, size: int) -> Path:
                 time.sleep(delay)
         if got != sha256:
             raise _mismatch(url, sha256, got)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -482,7 +482,7 @@ def test_a_killed_download_leaves_nothing_after_the_next_run(empty_hub, upstream
     env = {**os.environ, "FDIWN_SR_UPSTREAM_MIRROR": upstream.url}
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(cache), empty_hub.url], env=env)
     deadline = time.monotonic() + 120
-    while not any(p.name.endswith(".part") for p in cache.rglob("*")) and time.monotonic() < deadline:
+    while not any(".tmp" in p.name for p in cache.rglob("*")) and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
