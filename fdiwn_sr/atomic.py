@@ -35,16 +35,13 @@ def _create_temp(folder: Path, name: str, suffix: str = "") -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """A binary file to write ``path``'s new content into; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
+def _replacing(path: Path, suffix: str = "") -> Iterator[tuple[int, Path]]:
+    """A new temp file beside ``path`` (its descriptor and path), renamed over ``path`` if the block succeeds
+    and removed otherwise: the one mechanism both writers below use."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent, path.name)
+    fd, tmp = _create_temp(path.parent, path.name, suffix)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -52,19 +49,22 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content into; it replaces ``path`` only if the block succeeds."""
+    with _replacing(Path(path)) as (fd, _), os.fdopen(fd, "wb") as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temp file's path for writers that open files by name (it keeps ``path``'s extension); it replaces
     ``path`` only if the block succeeds, and is removed otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent, path.name, path.suffix)
-    os.close(fd)
-    try:
+    with _replacing(path, path.suffix) as (fd, tmp):
+        os.close(fd)
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def remove_stale_temporaries(path: str | os.PathLike[str]) -> None:

@@ -297,10 +297,9 @@ def _stream_once(url: str, dest: Path, expected_size: int) -> str:
 
 def download_url(url: str, dest: Path, sha256: str, size: int) -> Path:
     """Stream ``url`` into ``dest`` (atomic), retrying transport failures, and verify its sha256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if why := _unreachable(url):
         raise WeightsError(f"download of {url} failed: {why}")
-    with atomic_path(dest) as tmp:  # replaces dest only once the bytes are verified
+    with atomic_path(dest) as tmp:  # makes dest's folder; replaces dest only once the bytes are verified
         for attempt in range(ATTEMPTS):
             try:
                 got = _stream_once(url, tmp, size)
