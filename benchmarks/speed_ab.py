@@ -72,7 +72,7 @@ def measure(before: Path, scale: int, rounds: int, checkpoints: Path, size: tupl
     order = list(names)
     load = os.getloadavg()[0]
     for r in range(rounds):
-        for name in order[r % 3 :] + order[: r % 3]:
+        for name in order[r % len(order) :] + order[: r % len(order)]:
             pipes[name].send(True)
             seconds, minflt = pipes[name].recv()
             times[name].append(seconds)
