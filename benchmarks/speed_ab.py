@@ -9,7 +9,7 @@ the authors' checkpoint; the driver asks them for one call each per round in a
 rotating order, so load that comes and goes hits them alike. Contenders:
 
 - before: the ``--before`` tree as a library user gets it;
-- after: this tree as a library user gets it (malloc left as the host set it);
+- after: this tree as a library user gets it (malloc left as the host set it, the runner's heap reserve);
 - after, malloc tuned: this tree with ``allocator.keep_freed_memory()``, as the CLI runs.
 
 Reports median seconds per 1280x720 output, minor page faults per call, the

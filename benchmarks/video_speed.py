@@ -67,7 +67,8 @@ def main() -> None:
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} by `benchmarks/video_speed.py --frames {args.frames} --rounds "
         f"{args.rounds}` on {platform.machine()} Linux, {os.cpu_count()} CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), backend {up.backend}, malloc as a library user has it (not tuned); "
+        f"({torch.get_num_threads()} threads), backend {up.backend}, "
+        "malloc as a library user has it (not tuned; the runner's heap reserve); "
         f"load average (1/5/15 min) {load} before the run.",
         "",
         f"{args.frames} frames of 320x180 -> 1280x720, x4, batch {args.batch_size}, "

@@ -63,9 +63,11 @@ def load_model(
     are read from the file and must agree with the request. The scale, variant and
     device are checked before any weights are looked for.
 
-    Leaves the host process as it is. A program that owns its process and runs on
-    the CPU may call ``fdiwn_sr.allocator.keep_freed_memory()``
-    once for 1.15-1.23x (the command line does; see [Performance][performance]).
+    Leaves the host process as it is: no malloc, thread or torch setting changes. On
+    the CPU the runner keeps the heap memory its calls need while it lives, so the
+    feature maps of one call serve the next (the ``HeapReserve`` in
+    [Performance][performance]); a program that owns its process may instead tune
+    malloc once with ``fdiwn_sr.allocator.keep_freed_memory()``, as the command does.
 
     Args:
         scale: Upscaling factor: 2, 3 or 4.

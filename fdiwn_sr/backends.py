@@ -1,6 +1,7 @@
 """Inference backends: callables that map a (B, 3, H, W) float32 0..255 tensor to its upscaled output.
 
-A runner holds no per-call state, so one can be shared by several threads. A
+A runner holds no per-call state, so one can be shared by several threads (a
+CPU runner keeps heap memory for its calls, :class:`fdiwn_sr.allocator.HeapReserve`). A
 runner never changes the model it is built from (it works on a folded copy),
 so one network can back several runners: other devices, dtypes, backends.
 
@@ -50,9 +51,11 @@ class TorchRunner:
     def __init__(self, model: FDIWN, device: torch.device) -> None:
         self.model = model.folded_copy().to(device)
         self.device = device
+        self.reserve = allocator.HeapReserve(tiling.CPU_BUDGET if device.type == "cpu" else 0)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.reserve.ensure(int(self.bytes_per_pixel * (x.numel() // 3)))
         return self.model(x.to(self.device, torch.float32))
 
 
@@ -64,9 +67,11 @@ class FusedRunner:
 
     def __init__(self, model: FDIWN) -> None:
         self.model = FusedFDIWN(model, OneDNN()).eval()
+        self.reserve = allocator.HeapReserve(tiling.CPU_BUDGET)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.reserve.ensure(int(self.bytes_per_pixel * (x.numel() // 3)))
         return self.model(x.to("cpu", torch.float32))
 
 
