@@ -7,6 +7,7 @@ traceback unless --debug or FDIWN_SR_DEBUG=1.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -149,7 +150,12 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, authors_pt):
         photo(160, 120, left=k * 20).save(tmp_path / f"{k}.png")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "fdiwn_sr", "upscale", tmp_path, "-o", tmp_path / "o", "--weights", authors_pt(4)]
-    proc = subprocess.Popen([*map(str, cmd), "--tile", "16"], stderr=subprocess.PIPE, text=True, env=env)
+    # A shell without job control starts background jobs with SIGINT ignored, and the child would inherit
+    # that; the user at a terminal has it at its default, which is what this test is about.
+    default_sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(
+        [*map(str, cmd), "--tile", "16"], stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    )
     seen = ""
     deadline = time.monotonic() + 120
     while "images:" not in seen and time.monotonic() < deadline:  # the model is loaded, work has begun
