@@ -172,7 +172,7 @@ class HeapReserve:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # the most bytes held, whatever a call asks for
-        self.size = 0  # bytes asked for (held, or found not holdable) by the thread below
+        self.size = 0  # bytes asked for (held, or found not holdable) by the thread self._thread
         self._thread: int | None = None
         self._held = [0]
         self._lock = threading.Lock()
@@ -189,8 +189,8 @@ class HeapReserve:
     def ensure(self, nbytes: int) -> None:
         """Hold at least ``nbytes`` (up to :attr:`limit`) of free heap below the pin in the calling thread's heap."""
         nbytes, thread = min(nbytes, self.limit), threading.get_ident()
-        if thread == self._thread and nbytes <= self.size:
-            return
+        if nbytes <= 0 or (thread == self._thread and nbytes <= self.size):
+            return  # nothing to hold (a limit of 0: a runner off the CPU), or held already
         libc = _heap_calls()
         if libc is None or _tuned or _choice() is False or user_malloc_setting() is not None:
             return

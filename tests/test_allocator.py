@@ -281,6 +281,15 @@ def test_each_threshold_is_set_and_checked_on_its_own(monkeypatch):
     ]
 
 
+def test_a_reserve_with_nothing_to_hold_holds_nothing():
+    # A runner off the CPU has a limit of 0; its calls must run as if there were no reserve (this raised
+    # IndexError on the first call of a CUDA TorchRunner).
+    for limit, asked in ((0, 1 << 20), (1 << 20, 0)):
+        reserve = allocator.HeapReserve(limit)
+        reserve.ensure(asked)
+        assert not reserve.held and reserve.size == 0
+
+
 def test_a_copied_reserve_starts_empty():
     reserve = allocator.HeapReserve(1 << 20)
     reserve.ensure(1 << 20)
